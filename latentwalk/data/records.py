@@ -37,7 +37,8 @@ class DatasetIndex:
 
     Attributes:
         root: folder the dataset was read from.
-        layout: layout name it was read with (``native``, ``montgomery``, ``shenzhen``, ``aptos``, ``eyepacs``, ``csv``).
+        layout: layout name it was read with (``native``, ``montgomery``, ``shenzhen``, ``aptos``, ``eyepacs``,
+            ``csv``).
         records: one :class:`ImageRecord` per image, in a stable order (sorted by relative file path).
         label_names: names of the classes; ``label`` indexes this tuple.
         channels: declared channels of the images (1 gray, 3 RGB), or ``None`` when the layout does not declare it.

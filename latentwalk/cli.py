@@ -1,0 +1,294 @@
+"""The ``latentwalk`` command line: a thin click layer over the Python API.
+
+Every command builds a configuration, calls the library and prints where things went. Errors meant for users
+(:class:`latentwalk.errors.LatentwalkError`) become one ``Error:`` line and exit code 2; ``--debug`` shows the
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from latentwalk import __version__
+from latentwalk.errors import ConfigError, LatentwalkError
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(click.ClickException):
+    """A :class:`LatentwalkError` shown as one line, without a traceback."""
+
+    exit_code = EXIT_USER_ERROR
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except LatentwalkError as err:
+            if ctx.meta.get("latentwalk.debug"):
+                raise
+            raise UserError(str(err)) from err
+
+
+def _progress(ctx: click.Context) -> bool:
+    """Progress bars only for a person watching: not with ``--quiet``, not when stderr is not a terminal."""
+    return not ctx.meta.get("latentwalk.quiet", False) and sys.stderr.isatty()
+
+
+def _floats(text: str, name: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f'{name} must be comma-separated numbers such as "0.7,0.1,0.2", got "{text}"') from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="latentwalk")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """Anonymised synthetic medical image datasets from a privacy-preserving walk in a GAN's latent space.
+
+    \b
+    Start with:
+      latentwalk demo                      # the whole job on the embedded phantom data
+      latentwalk data phantoms --kind cxr --out data/cxr
+      latentwalk data check data/cxr
+    """
+    ctx.meta["latentwalk.debug"] = debug
+    ctx.meta["latentwalk.quiet"] = quiet
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# data
+
+
+@cli.group(cls=_Group)
+def data() -> None:
+    """Make, check, split and prepare image datasets."""
+
+
+def _layout_options(fn):
+    """Options shared by every command that reads a dataset in any supported layout."""
+    from latentwalk.data.layouts import LAYOUTS
+
+    options = [
+        click.option(
+            "--layout",
+            type=click.Choice(["auto", *LAYOUTS]),
+            default="auto",
+            show_default=True,
+            help="How the folder is organised; auto detects it.",
+        ),
+        click.option(
+            "--csv",
+            "csv_path",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Layout csv: the metadata CSV.",
+        ),
+        click.option(
+            "--image-dir",
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+            help="Layout csv: folder the file names are relative to (default: PATH when it is a folder, else the CSV's folder).",
+        ),
+        click.option("--file-column", default="file", show_default=True, help="Layout csv: column with file names."),
+        click.option("--label-column", default="label", show_default=True, help="Layout csv: column with labels."),
+        click.option("--identity-column", default=None, help="Layout csv: column with patient ids (none if absent)."),
+        click.option(
+            "--labels",
+            default=None,
+            metavar="A,B,...",
+            help="Layout csv: the declared label values, in class order; others are an error.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _open(path: Path, layout: str, csv_path, image_dir, file_column, label_column, identity_column, labels):
+    from latentwalk.data.layouts import open_dataset
+
+    return open_dataset(
+        path,
+        layout=layout,
+        csv_path=csv_path,
+        image_dir=image_dir,
+        file_column=file_column,
+        label_column=label_column,
+        identity_column=identity_column,
+        labels=None if labels is None else tuple(x.strip() for x in labels.split(",")),
+    )
+
+
+@data.command("phantoms")
+@click.option(
+    "--kind",
+    type=click.Choice(["cxr", "fundus"]),
+    default="cxr",
+    show_default=True,
+    help="cxr: 1-channel chest X-rays, TB vs normal; fundus: RGB fundus photographs, DR grade 0-4.",
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--identities", default=100, show_default=True, help="Number of synthetic patients.")
+@click.option("--per-identity", default=4, show_default=True, help="Images per patient (1 = one per patient).")
+@click.option("--resolution", default=64, show_default=True, help="Image side in pixels (32-256).")
+@click.option(
+    "--class-weights",
+    default=None,
+    metavar="W0,W1,...",
+    help="Relative label frequency over patients (cxr: 2 values, fundus: 5). Default: balanced.",
+)
+@click.option(
+    "--split",
+    "split_text",
+    default="0.7,0.1,0.2",
+    show_default=True,
+    metavar="TRAIN,VAL,TEST",
+    help="Fractions of patients per split (identity-disjoint, label-stratified).",
+)
+@click.option("--seed", default=0, show_default=True, help="Same seed, same files, byte for byte.")
+@click.option("--overwrite", is_flag=True, help="Replace the output folder if it is not empty.")
+@click.pass_context
+def data_phantoms(ctx, kind, out, identities, per_identity, resolution, class_weights, split_text, seed, overwrite):
+    """Write a procedural phantom dataset (the embedded default) in latentwalk's own format.
+
+    \b
+    Examples:
+      latentwalk data phantoms --kind cxr --out data/cxr
+      latentwalk data phantoms --kind fundus --out data/dr --identities 300 --per-identity 2 --resolution 128
+    """
+    from latentwalk.data.phantoms import PhantomConfig, write_phantom_dataset
+
+    cfg = PhantomConfig(
+        kind=kind,
+        identities=identities,
+        per_identity=per_identity,
+        resolution=resolution,
+        class_weights=None if class_weights is None else _floats(class_weights, "--class-weights"),
+        seed=seed,
+        split=_floats(split_text, "--split"),
+    )
+    start = time.perf_counter()
+    index = write_phantom_dataset(cfg, out, overwrite=overwrite, progress=_progress(ctx))
+    counts = ", ".join(f"{k}={v}" for k, v in index.label_counts().items())
+    click.echo(
+        f"wrote {len(index)} {kind} phantoms of {identities} patients to {out} "
+        f"in {time.perf_counter() - start:.1f}s ({counts})"
+    )
+
+
+@data.command("check")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@_layout_options
+@click.option("--no-images", is_flag=True, help="Check the metadata only; do not open every image.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def data_check(
+    ctx, path, layout, csv_path, image_dir, file_column, label_column, identity_column, labels, no_images, as_json
+):
+    """Validate a dataset and print a summary; exit code 0 when usable, 2 with the error otherwise.
+
+    \b
+    Examples:
+      latentwalk data check data/cxr
+      latentwalk data check ~/datasets/ChinaSet_AllFiles          # Shenzhen, detected from CXR_png/
+      latentwalk data check ~/aptos --layout aptos --json
+      latentwalk data check . --layout csv --csv labels.csv --file-column path --label-column dx
+    """
+    from latentwalk.data.validate import check_images, format_summary, summarize
+
+    index = _open(path, layout, csv_path, image_dir, file_column, label_column, identity_column, labels)
+    check = None if no_images else check_images(index, progress=_progress(ctx))
+    summary = summarize(index, check)
+    click.echo(json.dumps(summary, indent=2, sort_keys=True) if as_json else format_summary(summary))
+
+
+@data.command("split")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@_layout_options
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV to write (file,split)."
+)
+@click.option(
+    "--fractions",
+    default="0.7,0.1,0.2",
+    show_default=True,
+    metavar="TRAIN,VAL,TEST",
+    help="Fractions of patients per split.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the split.")
+def data_split(
+    path, layout, csv_path, image_dir, file_column, label_column, identity_column, labels, out, fractions, seed
+):
+    """Write an identity-disjoint, label-stratified train/val/test split of a dataset as a CSV."""
+    from latentwalk.data.splits import assign_splits, write_splits
+
+    index = _open(path, layout, csv_path, image_dir, file_column, label_column, identity_column, labels)
+    index = assign_splits(index, fractions=_floats(fractions, "--fractions"), seed=seed)
+    write_splits(index, out)
+    per_split = {s: sum(c.values()) for s, c in index.split_counts().items()}
+    click.echo(f"wrote {out}: " + ", ".join(f"{s}={n}" for s, n in per_split.items()))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# demo
+
+
+@cli.command("demo")
+@click.option(
+    "--kind",
+    type=click.Choice(["cxr", "fundus"]),
+    default="cxr",
+    show_default=True,
+    help="cxr: tuberculosis X-rays; fundus: diabetic retinopathy.",
+)
+@click.option(
+    "--out",
+    default=Path("latentwalk-demo"),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder.",
+)
+@click.option(
+    "--overwrite/--no-overwrite", default=True, show_default=True, help="Replace an earlier demo in the output folder."
+)
+@click.pass_context
+def demo(ctx, kind, out, overwrite):
+    """Run the main job on the embedded phantom data, offline.
+
+    Today this runs the stages that exist (phantom dataset, validation, identity-disjoint split) and lists the
+    stages still to come.
+    """
+    from latentwalk.data.phantoms import PhantomConfig, write_phantom_dataset
+    from latentwalk.data.validate import check_images, format_summary, summarize
+
+    start = time.perf_counter()
+    data_dir = out / f"data-{kind}"
+    click.echo(f"[1/3] phantom {kind} dataset -> {data_dir}")
+    index = write_phantom_dataset(PhantomConfig(kind=kind), data_dir, overwrite=overwrite, progress=_progress(ctx))
+    click.echo("[2/3] validating every image")
+    summary = summarize(index, check_images(index, progress=_progress(ctx)))
+    click.echo("[3/3] dataset summary")
+    click.echo(format_summary(summary))
+    click.echo(f"done in {time.perf_counter() - start:.1f}s; dataset at {data_dir}")
+    click.echo(
+        "not implemented yet (so not run): generator (gan_zoo), guides, inversion, k-same, PLAN generation, "
+        "evaluation and report"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="latentwalk")
+
+
+if __name__ == "__main__":
+    main()

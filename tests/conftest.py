@@ -1,0 +1,68 @@
+"""Shared fixtures: offline guard, tiny phantom datasets, CPU device."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import pytest
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _loopback_only(address) -> None:
+    host = address[0] if isinstance(address, tuple) else None
+    if host is None:  # AF_UNIX paths
+        return
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        if host == "localhost":
+            return
+    raise RuntimeError(f"tests must not touch the network (attempted connection to {address!r})")
+
+
+def _guarded_connect(self, address):
+    _loopback_only(address)
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self, address):
+    _loopback_only(address)
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Fail any test that opens a connection to anything but this machine."""
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+@pytest.fixture
+def device():
+    import torch
+
+    return torch.device("cpu")
+
+
+@pytest.fixture(scope="session")
+def cxr_dataset(tmp_path_factory):
+    """A small native-format phantom CXR dataset: 12 patients x 3 images at 32 px."""
+    from latentwalk.data.phantoms import PhantomConfig, write_phantom_dataset
+
+    out = tmp_path_factory.mktemp("cxr") / "data"
+    write_phantom_dataset(PhantomConfig(kind="cxr", identities=12, per_identity=3, resolution=32, seed=3), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def fundus_dataset(tmp_path_factory):
+    """A small native-format phantom fundus dataset: 10 patients x 2 images at 32 px."""
+    from latentwalk.data.phantoms import PhantomConfig, write_phantom_dataset
+
+    out = tmp_path_factory.mktemp("fundus") / "data"
+    write_phantom_dataset(PhantomConfig(kind="fundus", identities=10, per_identity=2, resolution=32, seed=4), out)
+    return out
