@@ -1,0 +1,100 @@
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from latentwalk.cli import EXIT_USER_ERROR, cli
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_data_phantoms_writes_a_dataset_that_data_check_accepts(runner, tmp_path):
+    out = tmp_path / "d"
+    done = runner.invoke(
+        cli,
+        [
+            "data",
+            "phantoms",
+            "--kind",
+            "cxr",
+            "--out",
+            str(out),
+            "--identities",
+            "6",
+            "--per-identity",
+            "2",
+            "--resolution",
+            "32",
+            "--seed",
+            "3",
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    assert "wrote 12 cxr phantoms of 6 patients" in done.output
+    done = runner.invoke(cli, ["data", "check", str(out), "--json"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.output)
+    assert summary["n_images"] == 12 and summary["n_identities"] == 6 and summary["channels"] == 1
+
+
+def test_data_check_exits_2_with_one_line_naming_the_bad_file(runner, cxr_dataset, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(cxr_dataset, broken)
+    victim = sorted((broken / "images").rglob("*.png"))[0]
+    victim.write_bytes(victim.read_bytes()[:40])  # truncated PNG
+    done = runner.invoke(cli, ["data", "check", str(broken)])
+    assert done.exit_code == EXIT_USER_ERROR
+    assert victim.name in done.output
+    assert "Traceback" not in done.output
+    assert len(done.output.strip().splitlines()) == 1
+
+
+def test_debug_flag_shows_the_underlying_exception(runner, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = runner.invoke(cli, ["--debug", "data", "check", str(empty)])
+    assert done.exit_code != 0
+    from latentwalk.errors import DataError
+
+    assert isinstance(done.exception, DataError)
+
+
+def test_data_split_writes_patient_disjoint_csv(runner, cxr_dataset, tmp_path):
+    out = tmp_path / "splits.csv"
+    done = runner.invoke(cli, ["data", "split", str(cxr_dataset), "--out", str(out), "--fractions", "0.5,0.25,0.25"])
+    assert done.exit_code == 0, done.output
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 36 and {r["split"] for r in rows} == {"train", "val", "test"}
+    patient_of = lambda file: file.split("/")[-1].split("_")[0]  # noqa: E731
+    splits_of = {}
+    for r in rows:
+        splits_of.setdefault(patient_of(r["file"]), set()).add(r["split"])
+    assert all(len(s) == 1 for s in splits_of.values())
+
+
+def test_bad_fraction_text_is_a_user_error(runner, cxr_dataset, tmp_path):
+    done = runner.invoke(
+        cli, ["data", "split", str(cxr_dataset), "--out", str(tmp_path / "s.csv"), "--fractions", "seventy,30"]
+    )
+    assert done.exit_code == EXIT_USER_ERROR
+    assert "--fractions" in done.output
+
+
+def test_unknown_option_is_an_error(runner, cxr_dataset):
+    done = runner.invoke(cli, ["data", "check", str(cxr_dataset), "--lables", "a,b"])
+    assert done.exit_code != 0 and "No such option" in done.output
+
+
+def test_demo_runs_the_existing_stages_and_names_the_missing_ones(runner, tmp_path):
+    done = runner.invoke(cli, ["demo", "--out", str(tmp_path / "demo")])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "demo" / "data-cxr" / "metadata.csv").is_file()
+    assert "400 from 100 identities" in done.output
+    assert "not implemented yet" in done.output
