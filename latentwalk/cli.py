@@ -96,7 +96,8 @@ def _layout_options(fn):
         click.option(
             "--image-dir",
             type=click.Path(exists=True, file_okay=False, path_type=Path),
-            help="Layout csv: folder the file names are relative to (default: PATH when it is a folder, else the CSV's folder).",
+            help="Layout csv: folder the file names are relative to "
+            "(default: PATH when it is a folder, else the CSV's folder).",
         ),
         click.option("--file-column", default="file", show_default=True, help="Layout csv: column with file names."),
         click.option("--label-column", default="label", show_default=True, help="Layout csv: column with labels."),

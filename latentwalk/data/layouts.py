@@ -119,12 +119,7 @@ def open_dataset(
                 f"option {given[0]} only applies to the csv layout, but the layout is {layout!r}; "
                 f"drop it or pass layout='csv'"
             )
-        if not path.exists():
-            raise DataError(f"dataset folder {path} does not exist; check the path")
-        if not path.is_dir():
-            raise DataError(f"{path} is a file, not a folder; pass the dataset folder (or use the csv layout)")
-        if not any(path.iterdir()):
-            raise DataError(f"dataset folder {path} is empty; point to the folder that holds the images")
+        _require_folder(path)
     if layout == "csv":
         return _read_csv_layout(
             path,
@@ -152,12 +147,7 @@ def detect_layout(path: str | os.PathLike) -> str:
         DataError: the folder is missing or empty, or none of the above is there.
     """
     path = _absolute(path)
-    if not path.exists():
-        raise DataError(f"dataset folder {path} does not exist; check the path")
-    if not path.is_dir():
-        raise DataError(f"{path} is a file, not a folder; pass the dataset folder (or use the csv layout)")
-    if not any(path.iterdir()):
-        raise DataError(f"dataset folder {path} is empty; point to the folder that holds the images")
+    _require_folder(path)
     if (path / "metadata.csv").is_file():
         return "native"
     if (path / "CXR_png").is_dir() or path.name == "CXR_png":
@@ -178,6 +168,16 @@ def detect_layout(path: str | os.PathLike) -> str:
 # --------------------------------------------------------------------------------------------------------------------
 # Layout readers
 # --------------------------------------------------------------------------------------------------------------------
+
+
+def _require_folder(path: Path) -> None:
+    """Raise :class:`DataError` unless ``path`` is an existing, non-empty folder."""
+    if not path.exists():
+        raise DataError(f"dataset folder {path} does not exist; check the path")
+    if not path.is_dir():
+        raise DataError(f"{path} is a file, not a folder; pass the dataset folder (or use the csv layout)")
+    if not any(path.iterdir()):
+        raise DataError(f"dataset folder {path} is empty; point to the folder that holds the images")
 
 
 def _read_native(root: Path, layout: str) -> DatasetIndex:

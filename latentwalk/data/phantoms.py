@@ -475,7 +475,7 @@ def _sample_fundus_acquisition(rng: np.random.Generator) -> dict:
     return {
         "shift_x": _r(rng.uniform(-0.04, 0.04)),
         "shift_y": _r(rng.uniform(-0.04, 0.04)),
-        "rotation": _r(rng.uniform(-0.15, 0.15)),
+        "rotation": _r(rng.uniform(-0.10, 0.10)),
         "scale": _r(rng.uniform(0.95, 1.06)),
         "fov": _r(rng.uniform(0.90, 0.98)),
         "gain": [_r(rng.uniform(0.85, 1.1)), _r(rng.uniform(0.85, 1.1)), _r(rng.uniform(0.85, 1.1))],
