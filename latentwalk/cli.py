@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -237,6 +238,159 @@ def data_split(
     write_splits(index, out)
     per_split = {s: sum(c.values()) for s, c in index.split_counts().items()}
     click.echo(f"wrote {out}: " + ", ".join(f"{s}={n}" for s, n in per_split.items()))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# gan
+
+
+def _field_default(cls, name: str):
+    """The default of a config dataclass field, so that CLI and API defaults cannot drift."""
+    return next(f.default for f in fields(cls) if f.name == name)
+
+
+@cli.group(cls=_Group)
+def gan() -> None:
+    """Train, convert, inspect and invert generators."""
+
+
+def _train_config_options(fn):
+    from gan_zoo.train import TrainConfig
+
+    d = lambda name: _field_default(TrainConfig, name)  # noqa: E731
+    options = [
+        click.option("--resolution", default=d("resolution"), show_default=True, help="Training resolution (px)."),
+        click.option("--kimg", default=d("kimg"), show_default=True, help="Length: thousands of real images shown."),
+        click.option("--batch", default=d("batch"), show_default=True, help="Images per step."),
+        click.option("--seed", default=d("seed"), show_default=True, help="Seed of the whole run."),
+        click.option("--lr", default=d("lr"), show_default=True, help="Adam learning rate of G and D."),
+        click.option(
+            "--channel-base",
+            default=d("channel_base"),
+            show_default=True,
+            help="Feature maps at resolution r: min(channel_base / r, channel_max).",
+        ),
+        click.option("--channel-max", default=d("channel_max"), show_default=True, help="Cap on feature maps."),
+        click.option("--z-dim", default=d("z_dim"), show_default=True, help="Latent z size."),
+        click.option("--w-dim", default=d("w_dim"), show_default=True, help="Latent w size."),
+        click.option("--conditional", is_flag=True, help="Class-conditional generator (c_dim = number of labels)."),
+        click.option("--augment", default=d("augment"), show_default=True, help="DiffAugment policy, or none."),
+        click.option(
+            "--snapshot-kimg",
+            default=d("snapshot_kimg"),
+            show_default=True,
+            help="Save generator, state and samples this often.",
+        ),
+        click.option(
+            "--split",
+            "split_name",
+            type=click.Choice(["train", "val", "test", "all"]),
+            default="train",
+            show_default=True,
+            help="Which split of the dataset to train on.",
+        ),
+        click.option(
+            "--fp16-res",
+            default=d("fp16_res"),
+            show_default=True,
+            help="Highest-resolution blocks run in float16 (CUDA only).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@gan.command("train")
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Dataset folder (any supported layout).",
+)
+@click.option("--layout", default="auto", show_default=True, help="Dataset layout (see latentwalk data check).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
+@_train_config_options
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last snapshot.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.pass_context
+def gan_train(ctx, data_dir, layout, out, resume, device, split_name, **options):
+    """Train the built-in StyleGAN2 generator on a dataset.
+
+    \b
+    Examples:
+      latentwalk gan train --data data/cxr --out runs/cxr --kimg 200
+      latentwalk gan train --data data/cxr --out runs/cxr --kimg 400 --resume     # longer, from the last snapshot
+    """
+    from gan_zoo.train import TrainConfig, train_gan
+    from latentwalk.data import load_tensors, open_dataset
+    from latentwalk.devices import resolve_device
+
+    cfg = TrainConfig(**options, split=None if split_name == "all" else split_name)
+    index = open_dataset(data_dir, layout=layout)
+    if cfg.split is not None:
+        if all(r.split is None for r in index.records):
+            raise ConfigError(
+                f"{data_dir} has no split column, so --split {cfg.split} selects nothing; write splits with "
+                f"latentwalk data split, or pass --split all"
+            )
+        index = index.subset(cfg.split)
+    images, labels = load_tensors(index, cfg.resolution, progress=_progress(ctx))
+    click.echo(f"training on {len(images)} images ({cfg.split or 'all splits'}) at {cfg.resolution} px -> {out}")
+    result = train_gan(
+        images,
+        labels,
+        out,
+        cfg,
+        n_labels=len(index.label_names),
+        device=resolve_device(device),
+        resume=resume,
+        progress=_progress(ctx),
+        provenance={"label_names": list(index.label_names), "channels": int(images.shape[1])},
+    )
+    click.echo(
+        f"generator at {result.generator} ({result.kimg:.1f} kimg, {result.seconds:.0f}s); samples in {out / 'samples'}"
+    )
+
+
+@gan.command("convert")
+@click.argument("pickle_path", metavar="PATH.pkl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option(
+    "--key",
+    type=click.Choice(["G_ema", "G"]),
+    default="G_ema",
+    show_default=True,
+    help="Which generator of the pickle.",
+)
+def gan_convert(pickle_path, out, key):
+    """Convert a StyleGAN2-ADA pickle to safetensors + JSON, without NVIDIA's code and without running the file.
+
+    \b
+    Example:
+      latentwalk gan convert network-snapshot-001000.pkl --out models/cxr
+      latentwalk gan info lite:models/cxr
+    """
+    import hashlib
+
+    from gan_zoo.checkpoint import save_generator
+    from gan_zoo.nvidia import load_stylegan_pickle
+    from latentwalk.io import prepare_out_dir
+
+    prepare_out_dir(out)
+    G = load_stylegan_pickle(pickle_path, key=key)
+    digest = hashlib.sha256(pickle_path.read_bytes()).hexdigest()
+    out.mkdir(parents=True, exist_ok=True)
+    weights, _ = save_generator(
+        G,
+        out / "generator",
+        {"source": "stylegan2-ada pickle", "key": key, "source_file": pickle_path.name, "source_sha256": digest},
+    )
+    click.echo(
+        f"wrote {weights} and {weights.with_suffix('.json')} ({G.img_resolution} px, {G.img_channels} "
+        f"channel(s), num_ws {G.num_ws}); load it with lite:{out}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -98,3 +98,17 @@ def test_demo_runs_the_existing_stages_and_names_the_missing_ones(runner, tmp_pa
     assert (tmp_path / "demo" / "data-cxr" / "metadata.csv").is_file()
     assert "400 from 100 identities" in done.output
     assert "not implemented yet" in done.output
+
+
+def test_gan_train_cli_trains_on_the_train_split(runner, cxr_dataset, tmp_path):
+    out = tmp_path / "run"
+    args = ["gan", "train", "--data", str(cxr_dataset), "--out", str(out), "--resolution", "32", "--kimg", "0.008",
+            "--batch", "4", "--channel-base", "128", "--channel-max", "16", "--z-dim", "8", "--w-dim", "8",
+            "--snapshot-kimg", "0.008"]  # fmt: skip
+    done = runner.invoke(cli, args)
+    assert done.exit_code == 0, done.output
+    train_images = sum(1 for line in (cxr_dataset / "metadata.csv").read_text().splitlines() if line.endswith(",train"))
+    assert f"training on {train_images} images (train)" in done.output
+    assert (out / "generator.safetensors").is_file() and (out / "generator.json").is_file()
+    again = runner.invoke(cli, args)
+    assert again.exit_code == EXIT_USER_ERROR and "--resume" in again.output

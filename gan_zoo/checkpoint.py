@@ -1,0 +1,184 @@
+"""Generator checkpoints as data: ``<name>.safetensors`` (the state_dict) + ``<name>.json`` (architecture, provenance).
+
+The JSON holds the exact constructor arguments of :class:`~gan_zoo.stylegan2.Generator`, the format version, the
+SHA-256 of the weights file and a free-form ``provenance`` dict (training data, seeds, source pickle, ...). Both files
+are written atomically, weights first, so a crash leaves either a complete checkpoint or no JSON. Loading never
+unpickles anything and loads the state_dict with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gan_zoo.stylegan2 import Generator
+from latentwalk.errors import ConfigError, DataError, MissingWeightsError
+from latentwalk.io import atomic_write_bytes, write_json
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "checkpoint_paths",
+    "save_generator",
+    "load_generator",
+    "read_generator_config",
+    "load_state_dict_strict",
+]
+
+FORMAT = "latentwalk.gan_zoo.stylegan2.Generator"
+FORMAT_VERSION = 1
+_DEFAULT_NAME = "generator"
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(weights, config)`` paths for a checkpoint given as a stem, either file, or a folder.
+
+    ``runs/g`` and ``runs/g.safetensors`` and ``runs/g.json`` all give ``(runs/g.safetensors, runs/g.json)``; an
+    existing folder ``runs/`` gives ``runs/generator.safetensors`` and ``runs/generator.json``.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / _DEFAULT_NAME
+    elif p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
+
+
+def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """``module.load_state_dict(state, strict=True)``, with every missing/unexpected key or bad shape named.
+
+    Raises:
+        DataError: naming ``where``, the missing and unexpected keys, or the tensors whose shapes differ.
+    """
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise DataError(
+            f"{where} does not match the architecture: missing keys {missing}, unexpected keys {unexpected}"
+        )
+    bad = [f"{k} {list(state[k].shape)} vs {list(v.shape)}" for k, v in own.items() if state[k].shape != v.shape]
+    if bad:
+        raise DataError(f"{where} has tensors of the wrong shape (file vs architecture): {bad}")
+    module.load_state_dict(state, strict=True)
+
+
+def save_generator(
+    G: Generator, path: str | os.PathLike, provenance: dict[str, Any] | None = None
+) -> tuple[Path, Path]:
+    """Write ``G`` as ``<name>.safetensors`` + ``<name>.json`` (see :func:`checkpoint_paths` for ``path``).
+
+    Args:
+        G: our :class:`~gan_zoo.stylegan2.Generator`, on any device.
+        path: stem (``out/g``), either file name, or an existing folder (files named ``generator.*``).
+        provenance: JSON-serialisable facts about where the weights came from; stored as given.
+
+    Returns:
+        ``(weights_path, config_path)``.
+
+    Raises:
+        ConfigError: ``G`` is not our Generator, or ``provenance`` is not JSON-serialisable (nothing is written).
+    """
+    if not isinstance(G, Generator):
+        raise ConfigError(f"save_generator needs a gan_zoo.stylegan2.Generator, got {type(G).__name__}")
+    weights, config = checkpoint_paths(path)
+    provenance = dict(provenance or {})
+    try:
+        json.dumps(provenance)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"provenance must be JSON-serialisable (strings, numbers, lists, dicts): {e}") from e
+
+    from safetensors.torch import save
+
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in G.state_dict().items()}
+    blob = save(state)  # no safetensors metadata: its key order is not stable, and the JSON says it all
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": G.init_kwargs,
+        "num_ws": G.num_ws,
+        "weights_file": weights.name,
+        "weights_sha256": hashlib.sha256(blob).hexdigest(),
+        "provenance": provenance,
+    }
+    atomic_write_bytes(weights, blob)
+    write_json(config, meta)
+    return weights, config
+
+
+def read_generator_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON half of a checkpoint (architecture, provenance, checksum), validated.
+
+    Raises:
+        MissingWeightsError: the JSON file is absent.
+        DataError: it is not valid JSON, or not a generator checkpoint of a known format version.
+    """
+    _, config = checkpoint_paths(path)
+    if not config.is_file():
+        raise MissingWeightsError(
+            f"generator config {config} not found; a checkpoint is <name>.safetensors + <name>.json as written "
+            f"by save_generator"
+        )
+    try:
+        meta = json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{config} is not valid JSON ({e}); restore it from the saved checkpoint") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise DataError(f"{config} is not a generator checkpoint (expected format {FORMAT!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise DataError(f"{config} has format_version {version!r}; this version reads up to {FORMAT_VERSION}")
+    if not isinstance(meta.get("architecture"), dict):
+        raise DataError(f"{config} has no 'architecture' object")
+    return meta
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device | None = None) -> Generator:
+    """Load a checkpoint written by :func:`save_generator`.
+
+    Args:
+        path: stem, either file, or a folder holding ``generator.*``.
+        device: target device; ``None`` = CPU.
+
+    Returns:
+        :class:`~gan_zoo.stylegan2.Generator` in eval mode with ``requires_grad`` off.
+
+    Raises:
+        MissingWeightsError: the JSON or safetensors file is absent.
+        DataError: empty or git-lfs pointer file, checksum mismatch, unreadable safetensors, or keys/shapes that do
+            not match the architecture (listed).
+        ConfigError: the recorded architecture is invalid (unknown options named).
+    """
+    weights, config = checkpoint_paths(path)
+    meta = read_generator_config(path)
+    if not weights.is_file():
+        raise MissingWeightsError(f"generator weights {weights} not found (its config {config.name} is present)")
+    blob = weights.read_bytes()
+    if not blob:
+        raise DataError(f"{weights} is empty (0 bytes); copy the checkpoint again")
+    if blob.startswith(_LFS_POINTER):
+        raise DataError(f"{weights} is a git-lfs pointer file, not the weights; run `git lfs pull`")
+    expected = meta.get("weights_sha256")
+    if expected is not None and hashlib.sha256(blob).hexdigest() != expected:
+        raise DataError(f"{weights} does not match the checksum in {config.name}; it was changed or truncated")
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        state = load(blob)
+    except SafetensorError as e:
+        raise DataError(f"{weights} is not a readable safetensors file ({e})") from e
+    try:
+        G = Generator(**meta["architecture"])
+    except (ConfigError, TypeError) as e:
+        raise ConfigError(f"{config}: invalid architecture: {e}") from e
+    load_state_dict_strict(G, state, str(weights))
+    return G.to(device or "cpu").eval().requires_grad_(False)
