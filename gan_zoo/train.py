@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from gan_zoo.augment import diff_augment, parse_policy
 from gan_zoo.checkpoint import load_state_dict_strict, save_generator
+from gan_zoo.sampling import save_grid
 from gan_zoo.stylegan2 import Discriminator, Generator
 from latentwalk.errors import ConfigError
 from latentwalk.io import atomic_write_bytes, atomic_write_text, write_json
@@ -277,23 +278,6 @@ def _load_state(out: Path, nets, opts, gen) -> dict:
     return info
 
 
-def _save_grid(images: Tensor, path: Path, nrow: int) -> None:
-    import io
-
-    from PIL import Image
-    from torchvision.utils import make_grid
-
-    grid = make_grid(
-        images.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=1, normalize=True, value_range=(-1, 1)
-    )
-    array = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype("uint8")
-    if images.shape[1] == 1:
-        array = array[..., 0]
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Driver
 
@@ -371,7 +355,7 @@ def train_gan(
     grid_z, grid_c = _latents(cfg, 32, c_dim, n_labels, grid_gen, device)
     if not (out / "samples" / "reals.png").exists():
         pick = torch.randperm(len(images), generator=grid_gen)[:32]
-        _save_grid(images[pick], out / "samples" / "reals.png", nrow=8)
+        save_grid(images[pick], out / "samples" / "reals.png", nrow=8)
 
     total = int(cfg.kimg * 1000)
     snapshot_every = int(cfg.snapshot_kimg * 1000)
@@ -385,7 +369,7 @@ def train_gan(
         with torch.no_grad():
             fakes = G_ema(grid_z, grid_c, noise_mode="const")
         kimg = images_seen / 1000
-        _save_grid(fakes, out / "samples" / f"fakes_{kimg:010.3f}kimg.png", nrow=8)
+        save_grid(fakes, out / "samples" / f"fakes_{kimg:010.3f}kimg.png", nrow=8)
         seconds = time.perf_counter() - t0
         record = {
             "kimg": round(kimg, 3),

@@ -393,6 +393,45 @@ def gan_convert(pickle_path, out, key):
     )
 
 
+GAN_SPEC_HELP = "Generator: demo:cxr, demo:fundus, lite:PATH, stylegan:PATH.pkl, module:pkg.mod:factory, or a path."
+
+
+@gan.command("info")
+@click.argument("spec")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def gan_info(spec, as_json):
+    """Load a generator and print what it is (latent sizes, resolution, channels, parameters).
+
+    SPEC is demo:cxr, demo:fundus, lite:PATH, stylegan:PATH.pkl, module:pkg.mod:factory, or a path.
+    """
+    import gan_zoo
+
+    info = gan_zoo.describe(gan_zoo.load(spec))
+    if as_json:
+        click.echo(json.dumps(info, indent=2, sort_keys=True))
+    else:
+        click.echo("\n".join(f"{k:16s} {v}" for k, v in info.items()))
+
+
+@gan.command("sample")
+@click.option("--gan", "spec", required=True, help=GAN_SPEC_HELP)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG grid to write.")
+@click.option("--n", "count", default=32, show_default=True, help="Number of samples.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the latents.")
+@click.option("--truncation", default=1.0, show_default=True, help="Truncation psi (1 = off).")
+@click.option("--label", default=None, type=int, help="Class index for a conditional generator (default: cycle).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+def gan_sample(spec, out, count, seed, truncation, label, device):
+    """Write a grid of samples from a generator (same seed, same picture)."""
+    import gan_zoo
+    from gan_zoo.sampling import sample_images, save_grid
+
+    G = gan_zoo.load(spec, device=device)
+    images = sample_images(G, count, seed=seed, truncation_psi=truncation, label=label)
+    save_grid(images, out, nrow=min(8, count))
+    click.echo(f"wrote {count} samples of {spec} to {out}")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # demo
 

@@ -112,3 +112,38 @@ def test_gan_train_cli_trains_on_the_train_split(runner, cxr_dataset, tmp_path):
     assert (out / "generator.safetensors").is_file() and (out / "generator.json").is_file()
     again = runner.invoke(cli, args)
     assert again.exit_code == EXIT_USER_ERROR and "--resume" in again.output
+
+
+@pytest.fixture
+def tiny_lite(tmp_path):
+    import torch
+
+    from gan_zoo.checkpoint import save_generator
+    from gan_zoo.stylegan2 import Generator
+
+    torch.manual_seed(0)
+    G = Generator(8, 0, 8, 16, 1, mapping_kwargs={"num_layers": 1},
+                  synthesis_kwargs={"channel_base": 64, "channel_max": 8})  # fmt: skip
+    save_generator(G, tmp_path / "g" / "generator", {"test": True})
+    return tmp_path / "g"
+
+
+def test_gan_info_and_sample_read_a_lite_checkpoint(runner, tiny_lite, tmp_path):
+    done = runner.invoke(cli, ["gan", "info", f"lite:{tiny_lite}", "--json"])
+    assert done.exit_code == 0, done.output
+    info = json.loads(done.output)
+    assert info["img_resolution"] == 16 and info["z_dim"] == 8
+    out_a, out_b = tmp_path / "a.png", tmp_path / "b.png"
+    for out in (out_a, out_b):
+        done = runner.invoke(cli, ["gan", "sample", "--gan", f"lite:{tiny_lite}", "--out", str(out), "--n", "4"])
+        assert done.exit_code == 0, done.output
+    assert out_a.read_bytes() == out_b.read_bytes()
+    from PIL import Image
+
+    assert Image.open(out_a).size == (4 * 17 + 1, 18)  # one row of four 16 px samples, 1 px padding
+
+
+def test_unknown_generator_spec_is_a_one_line_error(runner):
+    done = runner.invoke(cli, ["gan", "info", "bogus:thing"])
+    assert done.exit_code == EXIT_USER_ERROR
+    assert 'unknown generator spec "bogus:thing"' in done.output
