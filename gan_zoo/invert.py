@@ -746,7 +746,8 @@ def _finish(
 
     blob = save(
         {rid: ws[i].contiguous() for i, rid in enumerate(ids)},
-        metadata={"format": LATENTS_FORMAT, "format_version": str(LATENTS_FORMAT_VERSION)},
+        # one key only: safetensors writes metadata in hash-map order, and the file must be byte-reproducible
+        metadata={"format": f"{LATENTS_FORMAT}/v{LATENTS_FORMAT_VERSION}"},
     )
     items = {}
     for i, (rid, record) in enumerate(zip(ids, sub.records, strict=True)):

@@ -432,6 +432,71 @@ def gan_sample(spec, out, count, seed, truncation, label, device):
     click.echo(f"wrote {count} samples of {spec} to {out}")
 
 
+@gan.command("invert")
+@click.option("--gan", "spec", required=True, help=GAN_SPEC_HELP)
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Dataset folder (any supported layout).",
+)
+@click.option("--layout", default="auto", show_default=True, help="Dataset layout (see latentwalk data check).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Latents file (.safetensors); a .json with errors and labels is written beside it.",
+)
+@click.option(
+    "--split",
+    "split_name",
+    type=click.Choice(["train", "val", "test", "all"]),
+    default="all",
+    show_default=True,
+    help="Which split to invert.",
+)
+@click.option("--space", type=click.Choice(["w", "w+"]), default="w", show_default=True, help="Latent space.")
+@click.option("--steps", default=300, show_default=True, help="Optimisation steps per image.")
+@click.option("--batch", default=32, show_default=True, help="Images optimised together (speed only).")
+@click.option(
+    "--perceptual",
+    type=click.Choice(["auto", "lpips-vgg", "lpips-alex", "ms-gradient", "none"]),
+    default="auto",
+    show_default=True,
+    help="Perceptual loss; auto = LPIPS VGG when its backbone weights are found, else ms-gradient.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the latent noise.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing latents file.")
+@click.pass_context
+def gan_invert(ctx, spec, data_dir, layout, out, split_name, space, steps, batch, perceptual, seed, device, overwrite):
+    """Project a dataset's images into the generator's W (or W+) space, resumably.
+
+    \b
+    Rerunning the same command after an interruption continues from the last finished batch.
+    Example:
+      latentwalk gan invert --gan demo:cxr --data data/cxr --split train --out latents/cxr-train.safetensors
+    """
+    import gan_zoo
+    from gan_zoo.invert import InvertConfig, invert_dataset, load_latents
+    from latentwalk.data import open_dataset
+    from latentwalk.devices import resolve_device
+
+    cfg = InvertConfig(space=space, steps=steps, batch=batch, perceptual=perceptual, seed=seed)
+    index = open_dataset(data_dir, layout=layout)
+    if split_name != "all":
+        index = index.subset(split_name)
+    if len(index) == 0:
+        raise ConfigError(f"no images in split {split_name} of {data_dir}; pass --split all or write splits first")
+    G = gan_zoo.load(spec, device=resolve_device(device))
+    path = invert_dataset(G, index, out, cfg, progress=_progress(ctx), overwrite=overwrite)
+    _, _, meta = load_latents(path)
+    errors = [item["mse"] for item in meta["items"].values()] if isinstance(meta.get("items"), dict) else []
+    mean = f", mean pixel MSE {sum(errors) / len(errors):.4f}" if errors else ""
+    click.echo(f"wrote {len(index)} latents ({space}) to {path}{mean}; perceptual term: {meta['perceptual_used']}")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # demo
 

@@ -147,3 +147,22 @@ def test_unknown_generator_spec_is_a_one_line_error(runner):
     done = runner.invoke(cli, ["gan", "info", "bogus:thing"])
     assert done.exit_code == EXIT_USER_ERROR
     assert 'unknown generator spec "bogus:thing"' in done.output
+
+
+def test_gan_invert_cli_writes_latents_for_the_chosen_split(runner, tiny_lite, tmp_path):
+    from latentwalk.data import PhantomConfig, write_phantom_dataset
+
+    data = tmp_path / "d16"
+    write_phantom_dataset(PhantomConfig(identities=4, per_identity=1, resolution=32), data)
+    # the tiny generator is 16 px; images are resized to it
+    out = tmp_path / "lat.safetensors"
+    args = ["gan", "invert", "--gan", f"lite:{tiny_lite}", "--data", str(data), "--out", str(out), "--steps", "3",
+            "--perceptual", "ms-gradient", "--split", "all"]  # fmt: skip
+    done = runner.invoke(cli, args)
+    assert done.exit_code == 0, done.output
+    from gan_zoo.invert import load_latents
+
+    ids, ws, meta = load_latents(out)
+    assert len(ids) == 4 and ws.shape[0] == 4 and "wrote 4 latents (w)" in done.output
+    again = runner.invoke(cli, args)
+    assert again.exit_code == EXIT_USER_ERROR
