@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -490,7 +491,9 @@ def gan_invert(ctx, spec, data_dir, layout, out, split_name, space, steps, batch
     if len(index) == 0:
         raise ConfigError(f"no images in split {split_name} of {data_dir}; pass --split all or write splits first")
     G = gan_zoo.load(spec, device=resolve_device(device))
-    path = invert_dataset(G, index, out, cfg, progress=_progress(ctx), overwrite=overwrite)
+    with warnings.catch_warnings():  # the perceptual term actually used is printed below
+        warnings.simplefilter("ignore", UserWarning)
+        path = invert_dataset(G, index, out, cfg, progress=_progress(ctx), overwrite=overwrite)
     _, _, meta = load_latents(path)
     errors = [item["mse"] for item in meta["items"].values()] if isinstance(meta.get("items"), dict) else []
     mean = f", mean pixel MSE {sum(errors) / len(errors):.4f}" if errors else ""
@@ -516,32 +519,57 @@ def gan_invert(ctx, spec, data_dir, layout, out, split_name, space, steps, batch
     type=click.Path(file_okay=False, path_type=Path),
     help="Output folder.",
 )
-@click.option(
-    "--overwrite/--no-overwrite", default=True, show_default=True, help="Replace an earlier demo in the output folder."
-)
+@click.option("--invert-images", default=16, show_default=True, help="Training images to invert (0 = skip).")
+@click.option("--invert-steps", default=100, show_default=True, help="Inversion steps per image.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.pass_context
-def demo(ctx, kind, out, overwrite):
+def demo(ctx, kind, out, invert_images, invert_steps, device):
     """Run the main job on the embedded phantom data, offline.
 
-    Today this runs the stages that exist (phantom dataset, validation, identity-disjoint split) and lists the
-    stages still to come.
+    Today this runs the stages that exist (phantom dataset, validation, the shipped demo generator, inversion of
+    real training images into its latent space) and lists the stages still to come. An earlier demo in --out is
+    replaced.
     """
+    import gan_zoo
+    from gan_zoo.invert import InvertConfig, invert_dataset, load_latents
+    from gan_zoo.sampling import sample_images, save_grid
     from latentwalk.data.phantoms import PhantomConfig, write_phantom_dataset
     from latentwalk.data.validate import check_images, format_summary, summarize
+    from latentwalk.devices import resolve_device
 
     start = time.perf_counter()
+    show = _progress(ctx)
+    out.mkdir(parents=True, exist_ok=True)
     data_dir = out / f"data-{kind}"
-    click.echo(f"[1/3] phantom {kind} dataset -> {data_dir}")
-    index = write_phantom_dataset(PhantomConfig(kind=kind), data_dir, overwrite=overwrite, progress=_progress(ctx))
-    click.echo("[2/3] validating every image")
-    summary = summarize(index, check_images(index, progress=_progress(ctx)))
-    click.echo("[3/3] dataset summary")
-    click.echo(format_summary(summary))
-    click.echo(f"done in {time.perf_counter() - start:.1f}s; dataset at {data_dir}")
+    click.echo(f"[1/4] phantom {kind} dataset -> {data_dir}")
+    index = write_phantom_dataset(PhantomConfig(kind=kind), data_dir, overwrite=True, progress=show)
+    click.echo("[2/4] validating every image")
+    click.echo(format_summary(summarize(index, check_images(index, progress=show))))
+    click.echo(f"[3/4] generator demo:{kind} -> {out / 'samples.png'}")
+    G = gan_zoo.load(f"demo:{kind}", device=resolve_device(device))
+    save_grid(sample_images(G, 32, seed=0), out / "samples.png", nrow=8)
+    info = gan_zoo.describe(G)
     click.echo(
-        "not implemented yet (so not run): generator (gan_zoo), guides, inversion, k-same, PLAN generation, "
-        "evaluation and report"
+        f"      {info['img_resolution']} px, {info['img_channels']} channel(s), z {info['z_dim']}, "
+        f"w {info['w_dim']} x {info['num_ws']}, {info['num_parameters']:,} parameters on {info['device']}"
     )
+    if invert_images > 0:
+        train = index.subset("train")
+        ids = [str(r.file.relative_to(index.root)) for r in train.records[:: max(1, len(train) // invert_images)]]
+        ids = ids[:invert_images]
+        latents = out / "latents-train.safetensors"
+        click.echo(f"[4/4] inverting {len(ids)} training images ({invert_steps} steps) -> {latents}")
+        cfg = InvertConfig(steps=invert_steps, batch=len(ids))
+        with warnings.catch_warnings():  # the perceptual term actually used is printed below
+            warnings.simplefilter("ignore", UserWarning)
+            invert_dataset(G, train, latents, cfg, ids=ids, progress=show, overwrite=True)
+        _, ws, meta = load_latents(latents)
+        click.echo(
+            f"      mean pixel MSE {meta['summary']['mse_mean']:.4f} (images in [-1, 1]); "
+            f"perceptual term: {meta['perceptual_used']}"
+        )
+    click.echo(f"done in {time.perf_counter() - start:.1f}s; everything is under {out}")
+    click.echo("not implemented yet (so not run): guides, k-same, PLAN generation, evaluation and report")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -93,10 +93,12 @@ def test_unknown_option_is_an_error(runner, cxr_dataset):
 
 
 def test_demo_runs_the_existing_stages_and_names_the_missing_ones(runner, tmp_path):
-    done = runner.invoke(cli, ["demo", "--out", str(tmp_path / "demo")])
+    done = runner.invoke(cli, ["demo", "--out", str(tmp_path / "demo"), "--invert-images", "4", "--invert-steps", "5"])
     assert done.exit_code == 0, done.output
     assert (tmp_path / "demo" / "data-cxr" / "metadata.csv").is_file()
-    assert "400 from 100 identities" in done.output
+    assert (tmp_path / "demo" / "samples.png").is_file()
+    assert (tmp_path / "demo" / "latents-train.safetensors").is_file()
+    assert "400 from 100 identities" in done.output and "inverting 4 training images" in done.output
     assert "not implemented yet" in done.output
 
 
