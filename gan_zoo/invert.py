@@ -35,14 +35,15 @@ import os
 import shutil
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from latentwalk.config import StageConfig
 from latentwalk.errors import ConfigError, DataError, MissingWeightsError
 from latentwalk.io import atomic_write_bytes, write_json
 
@@ -70,8 +71,10 @@ _LPIPS_MIN, _LPIPS_MAX = 64, 256  # LPIPS input side: smaller images are upsampl
 
 
 @dataclass(frozen=True)
-class InvertConfig:
+class InvertConfig(StageConfig):
     """Options of a projection; the single source of defaults for the API and the CLI."""
+
+    STAGE: ClassVar[str] = "inversion"
 
     space: str = "w"  # "w": one w per image broadcast to all num_ws layers; "w+": one w per layer
     steps: int = 300  # optimisation steps per image (NVIDIA's projector: 1000)
@@ -128,17 +131,6 @@ class InvertConfig:
                 "nothing to fit: pixel_weight is 0 and the perceptual term is off; set pixel_weight > 0 or choose a "
                 "perceptual loss with perceptual_weight > 0"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> InvertConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown inversion option(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)

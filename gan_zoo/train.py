@@ -25,9 +25,9 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,7 @@ from gan_zoo.augment import diff_augment, parse_policy
 from gan_zoo.checkpoint import load_state_dict_strict, save_generator
 from gan_zoo.sampling import save_grid
 from gan_zoo.stylegan2 import Discriminator, Generator
+from latentwalk.config import StageConfig
 from latentwalk.errors import ConfigError
 from latentwalk.io import atomic_write_bytes, atomic_write_text, write_json
 
@@ -46,12 +47,14 @@ STATE_VERSION = 1
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(StageConfig):
     """Options of one training run; the single source of defaults for the API and ``latentwalk gan train``.
 
     The defaults make a small network (about 0.8 M parameters each for G and D at 64 px) that trains at tens of
     images per second on a laptop CPU; raise ``channel_base``/``channel_max`` on a GPU.
     """
+
+    STAGE: ClassVar[str] = "training"
 
     resolution: int = 64  # training resolution in pixels (power of two, 32-256); images are resized to it
     kimg: float = 100.0  # training length: thousands of real images shown to the discriminator
@@ -98,17 +101,6 @@ class TrainConfig:
     @property
     def ema_half_life_kimg(self) -> float:
         return self.ema_kimg if self.ema_kimg is not None else self.batch * 10 / 32
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown training option(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -302,15 +302,22 @@ def _train_config_options(fn):
     return fn
 
 
+def _dataset_option(fn):
+    """``--data DIR`` and ``--layout`` for commands that read one dataset."""
+    fn = click.option(
+        "--layout", default="auto", show_default=True, help="Dataset layout (see latentwalk data check)."
+    )(fn)
+    return click.option(
+        "--data",
+        "data_dir",
+        required=True,
+        type=click.Path(exists=True, path_type=Path),
+        help="Dataset folder (any supported layout).",
+    )(fn)
+
+
 @gan.command("train")
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Dataset folder (any supported layout).",
-)
-@click.option("--layout", default="auto", show_default=True, help="Dataset layout (see latentwalk data check).")
+@_dataset_option
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
 @_train_config_options
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last snapshot.")
@@ -435,14 +442,7 @@ def gan_sample(spec, out, count, seed, truncation, label, device):
 
 @gan.command("invert")
 @click.option("--gan", "spec", required=True, help=GAN_SPEC_HELP)
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Dataset folder (any supported layout).",
-)
-@click.option("--layout", default="auto", show_default=True, help="Dataset layout (see latentwalk data check).")
+@_dataset_option
 @click.option(
     "--out",
     required=True,

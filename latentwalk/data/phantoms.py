@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from latentwalk.config import StageConfig
 from latentwalk.errors import ConfigError
 
 __all__ = [
@@ -50,7 +51,7 @@ _FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class PhantomConfig:
+class PhantomConfig(StageConfig):
     """What phantom dataset to make.
 
     Attributes:
@@ -104,9 +105,6 @@ class PhantomConfig:
     @property
     def channels(self) -> int:
         return CHANNELS[self.kind]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
