@@ -66,3 +66,14 @@ def fundus_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("fundus") / "data"
     write_phantom_dataset(PhantomConfig(kind="fundus", identities=10, per_identity=2, resolution=32, seed=4), out)
     return out
+
+
+@pytest.fixture
+def write_nvidia_pickle(monkeypatch, tmp_path):
+    """``write(snapshot_dict, name="network-snapshot.pkl", overrides=None, protocol=4, module_src=...) -> Path``."""
+    from nvidia_format import DUMMY_SRC, write_nvidia_pickle_file
+
+    def write(snapshot, name="network-snapshot.pkl", overrides=None, protocol=4, module_src=DUMMY_SRC):
+        return write_nvidia_pickle_file(tmp_path / name, snapshot, monkeypatch, overrides, protocol, module_src)
+
+    return write

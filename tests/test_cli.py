@@ -168,3 +168,23 @@ def test_gan_invert_cli_writes_latents_for_the_chosen_split(runner, tiny_lite, t
     assert len(ids) == 4 and ws.shape[0] == 4 and "wrote 4 latents (w)" in done.output
     again = runner.invoke(cli, args)
     assert again.exit_code == EXIT_USER_ERROR
+
+
+def test_gan_convert_turns_a_pickle_into_a_lite_checkpoint_with_the_same_outputs(runner, write_nvidia_pickle, tmp_path):
+    import torch
+
+    import gan_zoo
+    from gan_zoo.stylegan2 import Generator
+
+    torch.manual_seed(0)
+    G = Generator(8, 0, 8, 16, 1, mapping_kwargs={"num_layers": 1},
+                  synthesis_kwargs={"channel_base": 64, "channel_max": 8}).eval()  # fmt: skip
+    pkl = write_nvidia_pickle({"G": G, "G_ema": G})
+    done = runner.invoke(cli, ["gan", "convert", str(pkl), "--out", str(tmp_path / "conv")])
+    assert done.exit_code == 0, done.output
+    converted = gan_zoo.load(f"lite:{tmp_path / 'conv'}")
+    z = torch.randn(2, 8)
+    with torch.no_grad():
+        assert torch.equal(converted(z, None), G(z, None))
+    meta = json.loads((tmp_path / "conv" / "generator.json").read_text())
+    assert meta["provenance"]["source_sha256"] and str(tmp_path) not in json.dumps(meta)

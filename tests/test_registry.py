@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import io
-import pickle
 import sys
 import textwrap
-import types
 import uuid
 from pathlib import Path
 
@@ -53,39 +50,6 @@ def _assert_ready(G: nn.Module) -> None:
     assert not any(p.requires_grad for p in G.parameters())
 
 
-def _write_nvidia_pickle(path: Path, snapshot: dict, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Minimal writer of NVIDIA's persistence format: each module as ``_reconstruct_persistent_obj(meta)``.
-
-    tests/test_nvidia_pickle.py has the full-featured writer; this one is the smallest that the reader accepts.
-    """
-
-    def _reconstruct_persistent_obj(meta):  # pragma: no cover - a safe reader never calls it
-        raise AssertionError("the reader ran the pickle's reconstruct function")
-
-    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
-    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
-    persistence = types.ModuleType("torch_utils.persistence")
-    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
-
-    class Pickler(pickle.Pickler):
-        def reducer_override(self, obj):
-            if not isinstance(obj, nn.Module):
-                return NotImplemented
-            state = dict(obj.__dict__)
-            if hasattr(obj, "init_kwargs"):
-                state.update(_init_args=(), _init_kwargs=obj.init_kwargs)
-            meta = dict(type="class", version=6, module_src="", class_name=type(obj).__name__, state=state)
-            return _reconstruct_persistent_obj, (meta,)
-
-    buf = io.BytesIO()
-    with monkeypatch.context() as m:
-        m.setitem(sys.modules, "torch_utils", types.ModuleType("torch_utils"))
-        m.setitem(sys.modules, "torch_utils.persistence", persistence)
-        Pickler(buf, protocol=4).dump(snapshot)
-    path.write_bytes(buf.getvalue())
-    return path
-
-
 @pytest.fixture
 def factory_module(tmp_path, monkeypatch):
     """``write(source) -> module name`` of a fresh importable module in ``tmp_path``, removed afterwards."""
@@ -116,9 +80,9 @@ def test_lite_round_trip_loads_from_folder_stem_either_file_and_bare_paths(tmp_p
     assert registry.parse_spec(str(stem)) == ("lite", str(stem))  # a stem with a .json beside it
 
 
-def test_stylegan_pickle_loads_by_scheme_and_by_bare_path(tmp_path, monkeypatch):
+def test_stylegan_pickle_loads_by_scheme_and_by_bare_path(tmp_path, write_nvidia_pickle):
     G = _tiny_generator().eval()
-    path = _write_nvidia_pickle(tmp_path / "network-snapshot.pkl", {"G": G, "G_ema": G, "kimg": 1}, monkeypatch)
+    path = write_nvidia_pickle({"G": G, "G_ema": G, "kimg": 1})
     for spec in (f"stylegan:{path}", str(path)):
         loaded = gan_zoo.load(spec)
         assert isinstance(loaded, Generator)
