@@ -122,7 +122,7 @@ def main() -> None:
     )
     print(f"load average {load_before:.1f} -> {load_after:.1f}")
     if not args.no_record:
-        write_section("invert", body, cmd=None)
+        write_section(f"invert-threads{args.threads}", body, cmd=None)
 
 
 if __name__ == "__main__":
