@@ -188,3 +188,16 @@ def test_gan_convert_turns_a_pickle_into_a_lite_checkpoint_with_the_same_outputs
         assert torch.equal(converted(z, None), G(z, None))
     meta = json.loads((tmp_path / "conv" / "generator.json").read_text())
     assert meta["provenance"]["source_sha256"] and str(tmp_path) not in json.dumps(meta)
+
+
+def test_guides_train_cli_writes_both_models_and_prints_validation_accuracy(runner, cxr_dataset, tmp_path):
+    out = tmp_path / "guides"
+    done = runner.invoke(cli, ["guides", "train", "--data", str(cxr_dataset), "--out", str(out), "--epochs", "2"])
+    assert done.exit_code == 0, done.output
+    assert "identity accuracy on held-out images" in done.output and "class accuracy on validation" in done.output
+    for role in ("identity", "class"):
+        assert (out / f"{role}.safetensors").is_file() and (out / f"{role}.json").is_file()
+    from latentwalk.guides import load_guides
+
+    loaded = load_guides(out)
+    assert loaded.contract.resolution == 32 and loaded.n_identities > 1
