@@ -1,0 +1,798 @@
+"""Latent paths between two points of a generator's W (or W+) space: linear, spherical, and PLAN.
+
+PLAN: Pennisi et al., "A Privacy-Preserving Walk in the Latent Space of Generative Models for Medical
+Applications", MICCAI 2023 (arXiv 2307.02984). The objective of
+:func:`plan_paths` was matched numerically against ``get_privacy_path`` in ``privacy_path.py`` of
+github.com/perceivelab/PLAN (MIT, commit 2d471b079e2ab4406cca19e53221c19c163ebc9d); that file was read, not
+copied. For one path, and with the default :class:`PlanConfig`, the optimisation is the reference's:
+
+- the path has ``n_steps`` points including both endpoints and starts as the linear interpolation
+  ``w_a + t * (w_b - w_a)``, ``t = linspace(0, 1, n_steps)``; the ``n_steps - 2`` interior points are the
+  parameters, the endpoints stay fixed; a W point is broadcast to all ``num_ws`` layers;
+- at each Adam step (lr 0.1, betas 0.9/0.999) every interior point is rendered with ``noise_mode='const'`` and
+  clamped to [-1, 1]; one-channel images are repeated to three channels before the classifiers (``repeat_gray``);
+- privacy term: ``KL(uniform || softmax(id_net(x)))``, computed like ``F.kl_div(log_softmax, uniform,
+  reduction='batchmean')`` on consecutive chunks of 4 interior images and summed over the chunks, so an image's
+  KL is divided by the size of its chunk (4, or the remainder for the last one);
+- class term: cross-entropy of ``class_net(x)`` to the path's label, averaged per chunk of 4 and summed likewise;
+- equidistance term: ``sum_i ||p_i - p_{i+1} + 1e-6||^2`` over the full path including the endpoints (the 1e-6 is
+  the offset ``F.pairwise_distance`` adds, kept for exactness); a W+ point counts as one ``num_ws * w_dim`` vector;
+- loss = 0.1 privacy + 1 equidistance + 1 class.
+
+Differences from the reference, all deliberate:
+
+- ``impl="batched"`` optimises many paths at once. Its loss is the *sum* of the independent per-path losses, and
+  Adam is elementwise, so every path gets the gradient and the updates it would get alone (tested against
+  ``impl="reference"``, our one-path-at-a-time restatement). Images of all paths are rendered and classified
+  ``chunk`` at a time, each chunk's gradient taken at once (memory is bounded by ``chunk``, not by paths or steps);
+  the per-chunk-of-4 averaging of the reference becomes a fixed weight per interior image.
+- Gradients are taken with respect to the path only (``torch.autograd.grad``): nothing is accumulated in the
+  ``.grad`` of the generator's or classifiers' weights (the reference fills them, unused), and their weight
+  gradients are not computed. Network modes are left as they are.
+- ``impl="batched"`` renders with ``fused_modconv=False`` (our generator only, ``PlanConfig.fused_modconv``): the
+  same function as the fused default of an eval-mode generator up to rounding, and faster for many images.
+- W+ endpoints (one w per layer), per-term weights, optional early stopping, AMP and channels-last on CUDA,
+  diagnostics and a loss history per path; no global seeding (the method is deterministic given its inputs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from latentwalk.config import StageConfig
+from latentwalk.errors import ConfigError, DataError
+
+__all__ = [
+    "IMPLS",
+    "LOSS_TERMS",
+    "DIAGNOSTICS",
+    "PlanConfig",
+    "WalkResult",
+    "EndpointPairs",
+    "linear_paths",
+    "slerp_paths",
+    "plan_paths",
+    "sample_w",
+    "pair_endpoints",
+]
+
+logger = logging.getLogger(__name__)
+
+IMPLS = ("batched", "reference")
+LOSS_TERMS = ("privacy", "equidistance", "class", "total")  # keys of WalkResult.loss_history
+DIAGNOSTICS = ("id_max_prob", "id_entropy", "class_prob", "step_length")  # keys of WalkResult.diagnostics
+REFERENCE_CHUNK = 4  # images per classifier call in the reference; its KL and CE are averaged within each call
+PAIRWISE_EPS = 1e-6  # the offset F.pairwise_distance adds to differences; part of the reference's equidistance
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Configuration and result.
+
+
+@dataclass(frozen=True)
+class PlanConfig(StageConfig):
+    """Options of a PLAN optimisation; the single source of defaults for the API and the CLI.
+
+    The defaults are the reference's (``get_privacy_path`` of perceivelab/PLAN) where it has the option.
+    """
+
+    STAGE: ClassVar[str] = "PLAN path"
+
+    n_steps: int = 50  # points per path including both endpoints (>= 3: at least one interior point)
+    optim_steps: int = 500  # Adam steps; 0 = return the linear path
+    lr: float = 0.1  # Adam learning rate (betas 0.9, 0.999)
+    weights: tuple[float, float, float] = (0.1, 1.0, 1.0)  # (privacy, equidistance, class) loss weights, >= 0
+    chunk: int = 64  # images per synthesis + classifier pass (impl="batched"; bounds memory, not the result)
+    repeat_gray: bool = True  # repeat 1-channel images to 3 channels for the classifiers (the reference always does)
+    amp: bool = False  # impl="batched" on CUDA only: autocast G and classifiers in bfloat16
+    channels_last: bool = False  # impl="batched" on CUDA only: classifiers see channels-last images
+    fused_modconv: bool | None = False  # impl="batched", our generator only; None = the generator's own default
+    early_stop_id_prob: float | None = None  # stop a path once every interior point's top identity prob is below
+    log_every: int = 50  # steps between host syncs: progress figures, log lines, early-stop bookkeeping
+
+    def __post_init__(self) -> None:
+        for name in ("n_steps", "optim_steps", "chunk", "log_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+        if self.n_steps < 3:
+            raise ConfigError(f"n_steps must be >= 3 (two endpoints and an interior point), got {self.n_steps}")
+        if self.optim_steps < 0:
+            raise ConfigError(f"optim_steps must be >= 0, got {self.optim_steps}")
+        for name in ("chunk", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not _is_number(self.lr) or not self.lr > 0:
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
+        weights = tuple(self.weights) if isinstance(self.weights, (tuple, list)) else None
+        if weights is None or len(weights) != 3 or not all(_is_number(w) and w >= 0 for w in weights):
+            raise ConfigError(
+                f"weights must be three finite numbers >= 0 for (privacy, equidistance, class), got {self.weights!r}"
+            )
+        object.__setattr__(self, "weights", tuple(float(w) for w in weights))  # from_dict may bring a JSON list
+        for name in ("repeat_gray", "amp", "channels_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.fused_modconv is not None and not isinstance(self.fused_modconv, bool):
+            raise ConfigError(f"fused_modconv must be true, false or None, got {self.fused_modconv!r}")
+        p = self.early_stop_id_prob
+        if p is not None and not (_is_number(p) and 0 < p <= 1):
+            raise ConfigError(f"early_stop_id_prob must be in (0, 1] or None (off), got {p!r}")
+
+
+def _is_number(x: Any) -> bool:
+    return not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+@dataclass(frozen=True)
+class WalkResult:
+    """Paths and what the networks saw along them.
+
+    Attributes:
+        ws: float32 paths including both endpoints, on the endpoints' device: ``[B, n_steps, w_dim]`` for W
+            endpoints, ``[B, n_steps, num_ws, w_dim]`` for W+; ``ws[:, 0]`` and ``ws[:, -1]`` are the endpoints.
+        labels: ``[B]`` int64 class label of each path.
+        diagnostics: per path and point of the final paths (endpoints included), CPU float32:
+            ``id_max_prob [B, n_steps]`` (largest identity probability; 1/K = no identity evidence),
+            ``id_entropy [B, n_steps]`` (nats; log K = uniform), ``class_prob [B, n_steps]`` (probability of the
+            path's label), ``step_length [B, n_steps - 1]`` (L2 distance between consecutive points).
+        loss_history: per optimisation step and path, CPU float32 ``[optim_steps, B]`` for each of ``privacy``,
+            ``equidistance``, ``class`` (unweighted terms) and ``total`` (weighted sum), evaluated at the path
+            before that step's update; NaN after a path stopped early.
+        steps_run: ``[B]`` int64 Adam updates applied to each path (< ``optim_steps`` when it stopped early).
+        impl: ``"batched"`` or ``"reference"``.
+        config: the :class:`PlanConfig` used.
+        notes: warnings raised during the run (e.g. a classifier in training mode), also emitted as warnings.
+    """
+
+    ws: Tensor
+    labels: Tensor
+    diagnostics: dict[str, Tensor]
+    loss_history: dict[str, Tensor]
+    steps_run: Tensor
+    impl: str
+    config: PlanConfig
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values: configuration, labels, steps, diagnostics, first and last losses (no latents)."""
+
+        def first_last(h: Tensor) -> dict[str, list[float | None]]:
+            vals = [[float(v) for v in h[:, i] if math.isfinite(float(v))] for i in range(h.shape[1])]
+            return {"first": [v[0] if v else None for v in vals], "last": [v[-1] if v else None for v in vals]}
+
+        return {
+            "impl": self.impl,
+            "config": self.config.to_dict(),
+            "ws_shape": list(self.ws.shape),
+            "labels": self.labels.tolist(),
+            "steps_run": self.steps_run.tolist(),
+            "diagnostics": {k: v.tolist() for k, v in self.diagnostics.items()},
+            "loss": {k: first_last(v) for k, v in self.loss_history.items()},
+            "notes": list(self.notes),
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Linear and spherical paths.
+
+
+def _check_endpoints(w_a: Tensor, w_b: Tensor, n_steps: int) -> None:
+    if not isinstance(w_a, Tensor) or not isinstance(w_b, Tensor):
+        raise ConfigError(f"endpoints must be tensors, got {type(w_a).__name__} and {type(w_b).__name__}")
+    if w_a.shape != w_b.shape or w_a.dim() not in (2, 3) or w_a.shape[0] < 1:
+        raise ConfigError(
+            "endpoints must have the same shape [B, w_dim] (W) or [B, num_ws, w_dim] (W+), "
+            f"got {list(w_a.shape)} and {list(w_b.shape)}"
+        )
+    if w_a.device != w_b.device:
+        raise ConfigError(f"endpoints must be on one device, got {w_a.device} and {w_b.device}")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 2:
+        raise ConfigError(f"n_steps must be an integer >= 2 (both endpoints included), got {n_steps!r}")
+
+
+def _steps(n_steps: int, like: Tensor) -> Tensor:
+    """``linspace(0, 1, n_steps)`` shaped ``[1, n_steps, 1, ...]`` to broadcast against ``like.unsqueeze(1)``."""
+    t = torch.linspace(0, 1, n_steps, device=like.device, dtype=like.dtype)
+    return t.reshape(1, n_steps, *([1] * (like.dim() - 1)))
+
+
+def linear_paths(w_a: Tensor, w_b: Tensor, n_steps: int) -> Tensor:
+    """Evenly spaced points on the segments from ``w_a`` to ``w_b``: ``w_a + t (w_b - w_a)``, ``t`` in [0, 1].
+
+    Args:
+        w_a: start points, float ``[B, w_dim]`` (W) or ``[B, num_ws, w_dim]`` (W+).
+        w_b: end points, same shape and device.
+        n_steps: points per path including both endpoints, >= 2.
+
+    Returns:
+        ``[B, n_steps, ...]`` in the endpoints' dtype; ``[:, 0]`` equals ``w_a`` and ``[:, -1]`` equals ``w_b``
+        exactly; interior points are computed as the reference does (``w_a + t * (w_b - w_a)``).
+
+    Raises:
+        ConfigError: mismatched shapes or devices, or ``n_steps < 2``.
+    """
+    _check_endpoints(w_a, w_b, n_steps)
+    a, b = w_a.unsqueeze(1), w_b.unsqueeze(1)  # [B, 1, ...]
+    out = a + _steps(n_steps, w_a) * (b - a)  # [B, n_steps, ...]
+    out[:, 0], out[:, -1] = w_a, w_b
+    return out
+
+
+def slerp_paths(w_a: Tensor, w_b: Tensor, n_steps: int) -> Tensor:
+    """Spherical interpolation along the last dimension (per layer for W+), with evenly spaced angles.
+
+    ``p(t) = sin((1 - t) omega) / sin(omega) w_a + sin(t omega) / sin(omega) w_b``, ``omega`` the angle between
+    ``w_a`` and ``w_b``; norms are interpolated along with directions. Where the two vectors are (anti)parallel
+    (``sin(omega) < 1e-6``) or one is zero, the point is linear instead.
+
+    Args:
+        w_a: start points, float ``[B, w_dim]`` (W) or ``[B, num_ws, w_dim]`` (W+).
+        w_b: end points, same shape and device.
+        n_steps: points per path including both endpoints, >= 2.
+
+    Returns:
+        ``[B, n_steps, ...]``; the endpoints equal ``w_a`` and ``w_b`` exactly.
+
+    Raises:
+        ConfigError: mismatched shapes or devices, or ``n_steps < 2``.
+    """
+    _check_endpoints(w_a, w_b, n_steps)
+    a, b = w_a.unsqueeze(1), w_b.unsqueeze(1)  # [B, 1, ..., w_dim]
+    t = _steps(n_steps, w_a)  # [1, n_steps, 1, ...]
+    cos = F.cosine_similarity(a, b, dim=-1, eps=1e-12).clamp(-1, 1).unsqueeze(-1)  # [B, 1, ..., 1]
+    omega = torch.acos(cos)
+    sin = torch.sin(omega)
+    degenerate = (sin < 1e-6) | (a.norm(dim=-1, keepdim=True) == 0) | (b.norm(dim=-1, keepdim=True) == 0)
+    safe = torch.where(degenerate, torch.ones_like(sin), sin)
+    ca = torch.where(degenerate, 1 - t, torch.sin((1 - t) * omega) / safe)  # [B, n_steps, ..., 1]
+    cb = torch.where(degenerate, t, torch.sin(t * omega) / safe)
+    out = ca * a + cb * b  # [B, n_steps, ..., w_dim]
+    out[:, 0], out[:, -1] = w_a, w_b
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shared pieces of both implementations.
+
+
+def _render(G: nn.Module, ws: Tensor, fused_modconv: bool | None) -> Tensor:
+    """``G.synthesis(ws, noise_mode='const')`` clamped to [-1, 1]; ``fused_modconv`` reaches our network only."""
+    from gan_zoo.stylegan2 import SynthesisNetwork
+
+    if fused_modconv is not None and isinstance(G.synthesis, SynthesisNetwork):
+        img = G.synthesis(ws, noise_mode="const", fused_modconv=fused_modconv)
+    else:
+        img = G.synthesis(ws, noise_mode="const")
+    return img.clamp(-1, 1)  # [N, C, R, R]
+
+
+def _classifier_input(img: Tensor, cfg: PlanConfig) -> Tensor:
+    if cfg.repeat_gray and img.shape[1] == 1:
+        img = img.repeat(1, 3, 1, 1)  # [N, 3, R, R]
+    if cfg.channels_last:
+        img = img.contiguous(memory_format=torch.channels_last)
+    return img
+
+
+def _kl_to_uniform(id_logits: Tensor) -> Tensor:
+    """Per-image ``KL(uniform || softmax(logits))`` ``[N]``, the summand of the reference's ``kl_div`` call."""
+    logp = F.log_softmax(id_logits.float(), dim=1)  # [N, K]
+    uniform = torch.full_like(logp, 1.0 / logp.shape[1])
+    return F.kl_div(logp, uniform, reduction="none").sum(1)  # [N]
+
+
+def reference_chunk_weights(n_interior: int, device: torch.device | str = "cpu") -> Tensor:
+    """Weight of each interior image in the reference's sums of per-chunk means: 1 / size of its chunk of 4.
+
+    ``[n_interior]`` float32; e.g. 7 interior images -> ``[1/4, 1/4, 1/4, 1/4, 1/3, 1/3, 1/3]``.
+    """
+    sizes = torch.tensor([len(c) for c in torch.arange(n_interior).split(REFERENCE_CHUNK)], dtype=torch.float32)
+    return (1.0 / sizes).repeat_interleave(sizes.long()).to(device)
+
+
+def _equidistance(full: Tensor) -> Tensor:
+    """``sum_i ||p_i - p_{i+1} + eps||^2`` per path: ``full [B, n_steps, ...]`` -> ``[B]``."""
+    diff = (full[:, :-1] - full[:, 1:]).flatten(2) + PAIRWISE_EPS  # [B, n_steps - 1, D]
+    return diff.square().sum(dim=(1, 2))
+
+
+def _labels_tensor(labels: Tensor | Sequence[int], n: int, device: torch.device) -> Tensor:
+    if not isinstance(labels, Tensor):
+        try:
+            labels = torch.as_tensor(list(labels))
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"labels must be a sequence of {n} integers, got {labels!r}") from exc
+    if labels.dim() != 1 or labels.shape[0] != n:
+        raise ConfigError(f"labels must have shape [{n}] (one per path), got {list(labels.shape)}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ConfigError(f"labels must be integers, got dtype {labels.dtype}")
+    if n and int(labels.min()) < 0:
+        raise ConfigError(f"labels must be >= 0, got {int(labels.min())}")
+    return labels.to(device=device, dtype=torch.long)
+
+
+def _as_points(w_a: Tensor, w_b: Tensor, G: nn.Module) -> tuple[Tensor, Tensor]:
+    """Validate endpoints against ``G``; return float32 ``[B, k, w_dim]`` with k = 1 (W) or ``num_ws`` (W+)."""
+    _check_endpoints(w_a, w_b, 2)
+    w_dim, num_ws = int(G.w_dim), int(G.num_ws)
+    if w_a.shape[-1] != w_dim or (w_a.dim() == 3 and w_a.shape[1] != num_ws):
+        raise ConfigError(
+            f"endpoints must be [B, {w_dim}] (W) or [B, {num_ws}, {w_dim}] (W+) for this generator, "
+            f"got {list(w_a.shape)}"
+        )
+    if not w_a.dtype.is_floating_point or not w_b.dtype.is_floating_point:
+        raise ConfigError(f"endpoints must be floating point, got {w_a.dtype} and {w_b.dtype}")
+    if not (torch.isfinite(w_a).all() and torch.isfinite(w_b).all()):
+        raise ConfigError("endpoints contain NaN or infinite values")
+    param = next(iter(G.parameters()), None)
+    if param is not None and param.device != w_a.device:
+        raise ConfigError(f"endpoints are on {w_a.device} but the generator is on {param.device}; move one of them")
+    a, b = w_a.detach().float(), w_b.detach().float()
+    if a.dim() == 2:
+        a, b = a.unsqueeze(1), b.unsqueeze(1)  # [B, 1, w_dim]
+    return a, b
+
+
+def _batch_dependent(net: nn.Module) -> bool:
+    """Whether ``net`` has batch-norm or dropout layers in training mode (outputs depend on the batch or on luck)."""
+    kinds = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
+    return any(isinstance(m, kinds) and m.training for m in net.modules())
+
+
+def _check_networks(
+    G: nn.Module, a: Tensor, labels: Tensor, id_net: nn.Module, class_net: nn.Module, cfg: PlanConfig
+) -> list[str]:
+    """One image through both classifiers before any optimisation; returns notes for the result."""
+    with torch.no_grad():
+        img = _classifier_input(_render(G, a[:1].expand(-1, int(G.num_ws), -1), cfg.fused_modconv), cfg)
+        try:
+            outs = {"id_net": id_net(img), "class_net": class_net(img)}
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"a classifier failed on generator images of shape {list(img.shape)} "
+                f"(repeat_gray={cfg.repeat_gray}): {exc}"
+            ) from exc
+    for name, out in outs.items():
+        if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != 1 or out.shape[1] < 1:
+            got = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ConfigError(f"{name} must return logits [N, classes], got {got} for one image")
+    n_classes, n_ids = outs["class_net"].shape[1], outs["id_net"].shape[1]
+    if labels.numel() and int(labels.max()) >= n_classes:
+        raise ConfigError(f"labels must be < {n_classes} (class_net's outputs), got {int(labels.max())}")
+    p = cfg.early_stop_id_prob
+    if p is not None and p <= 1.0 / n_ids:
+        raise ConfigError(
+            f"early_stop_id_prob {p} can never be reached: id_net has {n_ids} identities, so the largest "
+            f"probability is at least {1.0 / n_ids:.4g}; pass a larger value or None"
+        )
+    notes = []
+    for name, net in (("id_net", id_net), ("class_net", class_net)):
+        if isinstance(net, nn.Module) and _batch_dependent(net):
+            notes.append(
+                f"{name} has batch-norm or dropout layers in training mode, so its outputs depend on which images "
+                "are classified together (and on chance); call .eval() on it for reproducible paths"
+            )
+    return notes
+
+
+@torch.no_grad()
+def _diagnostics(
+    G: nn.Module, full: Tensor, labels: Tensor, id_net: nn.Module, class_net: nn.Module, cfg: PlanConfig
+) -> dict[str, Tensor]:
+    """Per-point identity and class evidence of the final paths ``full [B, n_steps, k, w_dim]``, float32 CPU."""
+    B, n_steps = full.shape[:2]
+    pts = full.flatten(0, 1)  # [B * n_steps, k, w_dim]
+    img_labels = labels.repeat_interleave(n_steps)  # [B * n_steps]
+    id_max, id_ent, cls_p = [], [], []
+    for s in range(0, pts.shape[0], cfg.chunk):
+        img = _classifier_input(_render(G, pts[s : s + cfg.chunk].expand(-1, int(G.num_ws), -1), None), cfg)
+        logp = F.log_softmax(id_net(img).float(), dim=1)  # [n, K_id]
+        id_max.append(logp.max(dim=1).values.exp())
+        id_ent.append(-(logp.exp() * logp).sum(dim=1))
+        cls_logp = F.log_softmax(class_net(img).float(), dim=1)  # [n, K_class]
+        cls_p.append(cls_logp.gather(1, img_labels[s : s + cfg.chunk, None]).squeeze(1).exp())
+    shape = (B, n_steps)
+    return {
+        "id_max_prob": torch.cat(id_max).view(shape).cpu(),
+        "id_entropy": torch.cat(id_ent).view(shape).cpu(),
+        "class_prob": torch.cat(cls_p).view(shape).cpu(),
+        "step_length": (full[:, 1:] - full[:, :-1]).flatten(2).norm(dim=2).float().cpu(),  # [B, n_steps - 1]
+    }
+
+
+def _progress(total: int, desc: str, progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", leave=False, disable=None if progress else True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# impl="reference": one path at a time, the reference's loop.
+
+
+def _reference_one(
+    G: nn.Module,
+    a: Tensor,
+    b: Tensor,
+    label: Tensor,
+    id_net: nn.Module,
+    class_net: nn.Module,
+    cfg: PlanConfig,
+    bar: Any,
+) -> tuple[Tensor, Tensor, int]:
+    """Optimise one path ``a, b [k, w_dim]``; returns ``(interior [n_steps-2, k, w_dim], history [S, 4], steps)``."""
+    w_priv, w_eq, w_cls = cfg.weights
+    num_ws = int(G.num_ws)
+    path = linear_paths(a[None], b[None], cfg.n_steps)[0, 1:-1].clone().requires_grad_(True)  # [n_int, k, w_dim]
+    opt = torch.optim.Adam([path], lr=cfg.lr, betas=(0.9, 0.999))
+    history = torch.full((cfg.optim_steps, len(LOSS_TERMS)), float("nan"))
+    steps = 0
+    for step in range(cfg.optim_steps):
+        imgs = _classifier_input(_render(G, path.expand(-1, num_ws, -1), None), cfg)  # all interior points at once
+        privacy = cls = 0
+        id_max = []
+        for part in imgs.split(REFERENCE_CHUNK):  # the reference's sum of per-chunk means
+            id_logits = id_net(part)
+            privacy = privacy + F.kl_div(
+                F.log_softmax(id_logits, dim=1),
+                torch.ones(id_logits.shape[1], device=part.device) / id_logits.shape[1],
+                reduction="batchmean",
+            )
+            cls = cls + F.cross_entropy(class_net(part), label.repeat(part.shape[0]))
+            id_max.append(F.softmax(id_logits.detach(), dim=1).max(dim=1).values)
+        full = torch.cat([a[None], path, b[None]]).flatten(1)  # [n_steps, k * w_dim]
+        eq = F.pairwise_distance(full[:-1], full[1:]).square().sum()
+        loss = w_priv * privacy + w_eq * eq + w_cls * cls
+        history[step] = torch.stack([privacy, eq, cls, loss]).detach().cpu()
+        if cfg.early_stop_id_prob is not None and bool((torch.cat(id_max) < cfg.early_stop_id_prob).all()):
+            break
+        (path.grad,) = torch.autograd.grad(loss, [path])
+        opt.step()
+        steps += 1
+        bar.update(1)
+    return path.detach(), history, steps
+
+
+def _plan_reference(
+    G: nn.Module,
+    a: Tensor,
+    b: Tensor,
+    labels: Tensor,
+    id_net: nn.Module,
+    class_net: nn.Module,
+    cfg: PlanConfig,
+    progress: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    B = a.shape[0]
+    interiors, histories, steps = [], [], []
+    with _progress(B * cfg.optim_steps, "PLAN (reference)", progress) as bar:
+        for i in range(B):
+            path, history, n = _reference_one(G, a[i], b[i], labels[i : i + 1], id_net, class_net, cfg, bar)
+            interiors.append(path)
+            histories.append(history)
+            steps.append(n)
+    interior = torch.stack(interiors)  # [B, n_int, k, w_dim]
+    history = torch.stack(histories, dim=2) if B else torch.zeros(cfg.optim_steps, len(LOSS_TERMS), 0)  # [S, 4, B]
+    return interior, history, torch.tensor(steps, dtype=torch.long)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# impl="batched": all paths at once, chunked over images.
+
+
+def _image_terms(
+    G: nn.Module,
+    pts: Tensor,
+    img_labels: Tensor,
+    img_weights: Tensor,
+    id_net: nn.Module,
+    class_net: nn.Module,
+    cfg: PlanConfig,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradient of the weighted privacy + class terms for interior points ``pts [N, k, w_dim]``, ``cfg.chunk``
+    images per pass; returns ``(grad [N, k, w_dim], kl [N], ce [N], id_max_prob [N])`` (all detached)."""
+    w_priv, _, w_cls = cfg.weights
+    num_ws = int(G.num_ws)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp else contextlib.nullcontext()
+    grad = torch.empty_like(pts)
+    kl_all = pts.new_empty(pts.shape[0])
+    ce_all, id_max_all = torch.empty_like(kl_all), torch.empty_like(kl_all)
+    for s in range(0, pts.shape[0], cfg.chunk):
+        e = min(s + cfg.chunk, pts.shape[0])
+        x = pts[s:e].detach().requires_grad_(True)  # [n, k, w_dim]
+        with amp:
+            img = _classifier_input(_render(G, x.expand(-1, num_ws, -1), cfg.fused_modconv), cfg)  # [n, C, R, R]
+            id_logits, cls_logits = id_net(img), class_net(img)
+        kl = _kl_to_uniform(id_logits)  # [n]
+        ce = F.cross_entropy(cls_logits.float(), img_labels[s:e], reduction="none")  # [n]
+        loss = (img_weights[s:e] * (w_priv * kl + w_cls * ce)).sum()  # sum over images: paths stay independent
+        (grad[s:e],) = torch.autograd.grad(loss, [x])
+        kl_all[s:e], ce_all[s:e] = kl.detach(), ce.detach()
+        id_max_all[s:e] = F.softmax(id_logits.detach().float(), dim=1).max(dim=1).values
+    return grad, kl_all, ce_all, id_max_all
+
+
+def _plan_batched(
+    G: nn.Module,
+    a: Tensor,
+    b: Tensor,
+    labels: Tensor,
+    id_net: nn.Module,
+    class_net: nn.Module,
+    cfg: PlanConfig,
+    progress: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    B, n_int, device = a.shape[0], cfg.n_steps - 2, a.device
+    _, w_eq, _ = cfg.weights
+    early = cfg.early_stop_id_prob is not None
+    path = linear_paths(a, b, cfg.n_steps)[:, 1:-1].clone().requires_grad_(True)  # [B, n_int, k, w_dim]
+    opt = torch.optim.Adam([path], lr=cfg.lr, betas=(0.9, 0.999))
+    chunk_w = reference_chunk_weights(n_int, device)  # [n_int]
+    history = torch.full((cfg.optim_steps, len(LOSS_TERMS), B), float("nan"), device=device)
+    running = torch.ones(B, dtype=torch.bool, device=device)  # paths still being optimised (device-side, no sync)
+    steps_run = torch.zeros(B, dtype=torch.long, device=device)
+    idx = torch.arange(B, device=device)  # paths computed this step; shrinks at host syncs when paths stop
+    with _progress(cfg.optim_steps, f"PLAN ({B} paths)", progress) as bar:
+        for step in range(cfg.optim_steps):
+            n = idx.shape[0]
+            pts = path.detach()[idx].flatten(0, 1)  # [n * n_int, k, w_dim]
+            g_img, kl, ce, id_max = _image_terms(
+                G, pts, labels[idx].repeat_interleave(n_int), chunk_w.repeat(n), id_net, class_net, cfg
+            )
+            full = torch.cat([a[idx, None], path[idx], b[idx, None]], dim=1)  # [n, n_steps, k, w_dim]
+            eq = _equidistance(full)  # [n]
+            (grad,) = torch.autograd.grad(w_eq * eq.sum(), [path])  # [B, n_int, k, w_dim], zero outside idx
+            grad.index_add_(0, idx, g_img.view(n, n_int, *g_img.shape[1:]))
+            privacy = (kl * chunk_w.repeat(n)).view(n, n_int).sum(1)  # [n], the reference's sum of chunk means
+            cls = (ce * chunk_w.repeat(n)).view(n, n_int).sum(1)
+            eq = eq.detach()
+            terms = torch.stack([privacy, eq, cls, cfg.weights[0] * privacy + w_eq * eq + cfg.weights[2] * cls])
+            was_running = running[idx]
+            history[step][:, idx] = torch.where(was_running, terms, torch.full_like(terms, float("nan")))
+            if early:
+                done = (id_max.view(n, n_int) < cfg.early_stop_id_prob).all(dim=1)  # [n]
+                running[idx] = was_running & ~done
+                before = path.detach().clone()
+            steps_run += running.long()
+            path.grad = grad
+            opt.step()
+            if early:  # stopped paths keep the point at which they met the criterion
+                with torch.no_grad():
+                    path.copy_(torch.where(running.view(B, 1, 1, 1), path, before))
+            bar.update(1)
+            if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.optim_steps:  # the only host syncs
+                means = history[step].nanmean(dim=1).tolist()
+                bar.set_postfix({k: f"{v:.4g}" for k, v in zip(LOSS_TERMS, means, strict=True)})
+                logger.info("PLAN step %d/%d: %s", step + 1, cfg.optim_steps, dict(zip(LOSS_TERMS, means, strict=True)))
+                if early:
+                    idx = running.nonzero().squeeze(1)
+                    if idx.numel() == 0:
+                        break
+    return path.detach(), history.cpu(), steps_run.cpu()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Public entry point.
+
+
+def plan_paths(
+    G: nn.Module,
+    w_a: Tensor,
+    w_b: Tensor,
+    labels: Tensor | Sequence[int],
+    id_net: nn.Module,
+    class_net: nn.Module,
+    cfg: PlanConfig | None = None,
+    *,
+    impl: str = "batched",
+    progress: bool = False,
+) -> WalkResult:
+    """Optimise PLAN paths between pairs of same-class latent points (see the module docstring for the objective).
+
+    Args:
+        G: generator with NVIDIA's contract (``synthesis``, ``num_ws``, ``w_dim``) on the endpoints' device; only
+            read (no gradients stored in it; its mode is left as it is).
+        w_a: start points, float ``[B, w_dim]`` (W, broadcast to all layers) or ``[B, num_ws, w_dim]`` (W+).
+        w_b: end points, same shape and device.
+        labels: class label of each path, ``[B]`` ints in ``[0, classes)`` of ``class_net``.
+        id_net: identity classifier, images ``[N, C, R, R]`` in [-1, 1] (C = 3 for gray generators when
+            ``cfg.repeat_gray``) -> logits ``[N, identities]``; should be in eval mode.
+        class_net: class classifier, same input -> logits ``[N, classes]``; should be in eval mode.
+        cfg: options; ``None`` = :class:`PlanConfig` defaults (the reference's).
+        impl: ``"batched"`` (all paths together, ``cfg.chunk`` images per pass) or ``"reference"`` (one path at a
+            time, the reference's loop: every interior image of a path in one synthesis call, classifiers on
+            chunks of 4, float32; ignores ``chunk`` and ``fused_modconv``). Both give the same paths up to
+            floating-point rounding.
+        progress: show a progress bar (hidden anyway when stderr is not a terminal).
+
+    Returns:
+        :class:`WalkResult` with ``ws [B, n_steps, ...]`` (endpoints included, exactly ``w_a`` and ``w_b``),
+        per-point diagnostics and the loss history.
+
+    Raises:
+        ConfigError: unknown ``impl``; endpoints not ``[B, w_dim]``/``[B, num_ws, w_dim]``, mismatched, non-finite
+            or on another device than ``G``; labels not ``[B]`` integers in range; classifiers not returning
+            ``[N, classes]``; ``amp``/``channels_last`` without CUDA or with ``impl="reference"``; an
+            ``early_stop_id_prob`` that cannot be reached.
+    """
+    cfg = PlanConfig() if cfg is None else cfg
+    if not isinstance(cfg, PlanConfig):
+        raise ConfigError(f"cfg must be a PlanConfig, got {type(cfg).__name__}")
+    if impl not in IMPLS:
+        raise ConfigError(f'unknown PLAN implementation "{impl}"; expected one of {", ".join(IMPLS)}')
+    a, b = _as_points(w_a, w_b, G)  # [B, k, w_dim]
+    labels_t = _labels_tensor(labels, a.shape[0], a.device)
+    for name in ("amp", "channels_last"):
+        if getattr(cfg, name) and impl == "reference":
+            raise ConfigError(f'{name}=True applies to impl="batched" only; the reference runs in float32')
+        if getattr(cfg, name) and a.device.type != "cuda":
+            raise ConfigError(f"{name}=True needs CUDA tensors, got endpoints on {a.device}; set {name}=False")
+    notes = _check_networks(G, a, labels_t, id_net, class_net, cfg)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+
+    run = _plan_batched if impl == "batched" else _plan_reference
+    with torch.enable_grad():
+        interior, history, steps_run = run(G, a, b, labels_t, id_net, class_net, cfg, progress)
+    full = torch.cat([a[:, None], interior, b[:, None]], dim=1)  # [B, n_steps, k, w_dim], endpoints exact
+    diagnostics = _diagnostics(G, full, labels_t, id_net, class_net, cfg)
+    ws = full.squeeze(2) if w_a.dim() == 2 else full  # [B, n_steps, w_dim] for W endpoints
+    return WalkResult(
+        ws=ws,
+        labels=labels_t,
+        diagnostics=diagnostics,
+        loss_history={k: history[:, i].float().contiguous() for i, k in enumerate(LOSS_TERMS)},
+        steps_run=steps_run,
+        impl=impl,
+        config=cfg,
+        notes=tuple(notes),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Endpoints.
+
+
+def sample_w(
+    G: nn.Module,
+    n: int,
+    *,
+    truncation_psi: float = 1.0,
+    generator: torch.Generator | None = None,
+    label: int | None = None,
+    class_net: nn.Module | None = None,
+    batch: int = 256,
+    max_draws: int | None = None,
+    repeat_gray: bool = True,
+) -> Tensor:
+    """Random W points from ``z ~ N(0, I)`` through ``G.mapping`` with truncation, optionally of one class.
+
+    With ``class_net`` and ``label``, each drawn point is rendered (``noise_mode='const'``, clamped, gray repeated
+    to 3 channels when ``repeat_gray``) and kept only if ``class_net``'s argmax is ``label``; draws continue in
+    batches until ``n`` are kept. A conditional generator (``c_dim > 0``) needs ``label`` and gets it one-hot.
+
+    Args:
+        G: generator with NVIDIA's contract; points are made on its device.
+        n: points wanted, >= 1.
+        truncation_psi: ``w = w_avg + psi (w - w_avg)``; 1 = off.
+        generator: CPU random generator for ``z`` (``None`` = torch's default); the result also depends on
+            ``batch``.
+        label: wanted class, or ``None`` for any.
+        class_net: classifier filtering the draws by ``label``; ``None`` = keep every draw.
+        batch: points drawn (and rendered) per pass.
+        max_draws: give up after this many draws; ``None`` = ``max(100 * n, batch)``.
+        repeat_gray: as :attr:`PlanConfig.repeat_gray`.
+
+    Returns:
+        ``[n, w_dim]`` float32 on ``G``'s device, in draw order.
+
+    Raises:
+        ConfigError: invalid counts, ``class_net`` without ``label``, a conditional generator without ``label``, or
+            fewer than ``n`` draws accepted within ``max_draws``.
+    """
+    for name, value in (("n", n), ("batch", batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    if class_net is not None and label is None:
+        raise ConfigError("class_net filters draws by a label: pass label as well")
+    c_dim = int(getattr(G, "c_dim", 0))
+    if c_dim > 0 and label is None:
+        raise ConfigError(f"the generator is conditional (c_dim={c_dim}): pass the label to sample")
+    if c_dim > 0 and not 0 <= label < c_dim:
+        raise ConfigError(f"label must be in [0, {c_dim}) for this conditional generator, got {label}")
+    max_draws = max(100 * n, batch) if max_draws is None else max_draws
+    if isinstance(max_draws, bool) or not isinstance(max_draws, int) or max_draws < n:
+        raise ConfigError(f"max_draws must be an integer >= n ({n}), got {max_draws!r}")
+    param = next(iter(G.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    cfg = PlanConfig(repeat_gray=repeat_gray, fused_modconv=None)
+    kept: list[Tensor] = []
+    n_kept = drawn = 0
+    with torch.no_grad():
+        while n_kept < n and drawn < max_draws:
+            m = min(batch, max_draws - drawn)
+            z = torch.randn(m, int(G.z_dim), generator=generator).to(device)
+            c = None
+            if c_dim > 0:
+                c = F.one_hot(torch.full((m,), label, dtype=torch.long), c_dim).float().to(device)
+            ws = G.mapping(z, c, truncation_psi=truncation_psi)  # [m, num_ws, w_dim]
+            if class_net is not None:
+                pred = class_net(_classifier_input(_render(G, ws, None), cfg)).argmax(dim=1)  # [m]
+                ws = ws[pred == label]
+            kept.append(ws[:, 0].float())
+            n_kept += ws.shape[0]
+            drawn += m
+    if n_kept < n:
+        raise ConfigError(
+            f"class_net kept only {n_kept} of {drawn} draws as label {label}, fewer than the {n} wanted; the "
+            "generator rarely makes this class: raise max_draws, lower truncation_psi, or check the label"
+        )
+    return torch.cat(kept)[:n]
+
+
+class EndpointPairs(NamedTuple):
+    """Same-label pairs of latent points: ``w_a``, ``w_b`` ``[P, ...]``, ``labels [P]``, row indices ``[P]``."""
+
+    w_a: Tensor
+    w_b: Tensor
+    labels: Tensor
+    index_a: Tensor
+    index_b: Tensor
+
+
+def pair_endpoints(
+    ws: Tensor, labels: Tensor | Sequence[int], n_pairs: int, generator: torch.Generator | None = None
+) -> EndpointPairs:
+    """Draw ``n_pairs`` pairs of distinct points with the same label (labels in proportion to their points).
+
+    The first point of a pair is uniform over all points, the second uniform over the other points of its label;
+    pairs may repeat when ``n_pairs`` is large.
+
+    Args:
+        ws: latent points ``[N, ...]`` (e.g. ``[N, w_dim]`` or ``[N, num_ws, w_dim]``).
+        labels: ``[N]`` integer label per point.
+        n_pairs: pairs wanted, >= 1.
+        generator: CPU random generator (``None`` = torch's default).
+
+    Returns:
+        :class:`EndpointPairs` with ``w_a``, ``w_b`` ``[n_pairs, ...]`` on ``ws``'s device, ``labels`` and the row
+        indices into ``ws`` (int64, CPU).
+
+    Raises:
+        DataError: a label has fewer than 2 points (it cannot form a pair).
+        ConfigError: ``labels`` not ``[N]`` integers, or ``n_pairs < 1``.
+    """
+    if not isinstance(ws, Tensor) or ws.dim() < 2:
+        raise ConfigError(f"ws must be a tensor [N, ...] of latent points, got {getattr(ws, 'shape', type(ws))}")
+    if isinstance(n_pairs, bool) or not isinstance(n_pairs, int) or n_pairs < 1:
+        raise ConfigError(f"n_pairs must be an integer >= 1, got {n_pairs!r}")
+    lab = _labels_tensor(labels, ws.shape[0], torch.device("cpu"))
+    values, counts = torch.unique(lab, return_counts=True)
+    lonely = values[counts < 2].tolist()
+    if lonely:
+        raise DataError(
+            f"label(s) {lonely} have fewer than 2 latent points, so no same-label pair exists; sample more points "
+            "of those labels or leave them out"
+        )
+    first = torch.randint(ws.shape[0], (n_pairs,), generator=generator)  # [P]
+    second = torch.empty_like(first)
+    rank = torch.empty_like(lab)  # position of each point among the points of its label
+    for value in values.tolist():  # per label, not per pair
+        members = (lab == value).nonzero().squeeze(1)  # [M]
+        rank[members] = torch.arange(members.numel())
+        rows = (lab[first] == value).nonzero().squeeze(1)  # pairs whose first point has this label
+        if rows.numel():
+            offset = torch.randint(1, members.numel(), (rows.numel(),), generator=generator)  # never the point itself
+            second[rows] = members[(rank[first[rows]] + offset) % members.numel()]
+    return EndpointPairs(ws[first.to(ws.device)], ws[second.to(ws.device)], lab[first], first, second)
