@@ -42,7 +42,7 @@ import logging
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -62,6 +62,7 @@ __all__ = [
     "linear_paths",
     "slerp_paths",
     "plan_paths",
+    "render_paths",
     "sample_w",
     "pair_endpoints",
 ]
@@ -93,7 +94,8 @@ class PlanConfig(StageConfig):
     lr: float = 0.1  # Adam learning rate (betas 0.9, 0.999)
     weights: tuple[float, float, float] = (0.1, 1.0, 1.0)  # (privacy, equidistance, class) loss weights, >= 0
     chunk: int = 64  # images per synthesis + classifier pass (impl="batched"; bounds memory, not the result)
-    repeat_gray: bool = True  # repeat 1-channel images to 3 channels for the classifiers (the reference always does)
+    repeat_gray: bool | None = None  # 1-channel images to 3 channels for the classifiers; None = when the id net
+    # declares in_channels == 3 or declares nothing (the reference always repeats; our 1-channel guides need none)
     amp: bool = False  # impl="batched" on CUDA only: autocast G and classifiers in bfloat16
     channels_last: bool = False  # impl="batched" on CUDA only: classifiers see channels-last images
     fused_modconv: bool | None = False  # impl="batched", our generator only; None = the generator's own default
@@ -120,9 +122,11 @@ class PlanConfig(StageConfig):
                 f"weights must be three finite numbers >= 0 for (privacy, equidistance, class), got {self.weights!r}"
             )
         object.__setattr__(self, "weights", tuple(float(w) for w in weights))  # from_dict may bring a JSON list
-        for name in ("repeat_gray", "amp", "channels_last"):
+        for name in ("amp", "channels_last"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.repeat_gray is not None and not isinstance(self.repeat_gray, bool):
+            raise ConfigError(f"repeat_gray must be true, false or None (auto), got {self.repeat_gray!r}")
         if self.fused_modconv is not None and not isinstance(self.fused_modconv, bool):
             raise ConfigError(f"fused_modconv must be true, false or None, got {self.fused_modconv!r}")
         p = self.early_stop_id_prob
@@ -275,6 +279,13 @@ def _render(G: nn.Module, ws: Tensor, fused_modconv: bool | None) -> Tensor:
     else:
         img = G.synthesis(ws, noise_mode="const")
     return img.clamp(-1, 1)  # [N, C, R, R]
+
+
+def resolve_repeat_gray(repeat_gray: bool | None, net: nn.Module | None) -> bool:
+    """``repeat_gray``, or for ``None`` whether ``net`` wants 3 channels (``net.in_channels``; absent = yes)."""
+    if repeat_gray is not None:
+        return repeat_gray
+    return getattr(net, "in_channels", 3) == 3
 
 
 def _classifier_input(img: Tensor, cfg: PlanConfig) -> Tensor:
@@ -629,6 +640,7 @@ def plan_paths(
     cfg = PlanConfig() if cfg is None else cfg
     if not isinstance(cfg, PlanConfig):
         raise ConfigError(f"cfg must be a PlanConfig, got {type(cfg).__name__}")
+    cfg = replace(cfg, repeat_gray=resolve_repeat_gray(cfg.repeat_gray, id_net))
     if impl not in IMPLS:
         raise ConfigError(f'unknown PLAN implementation "{impl}"; expected one of {", ".join(IMPLS)}')
     a, b = _as_points(w_a, w_b, G)  # [B, k, w_dim]
@@ -664,6 +676,22 @@ def plan_paths(
 # Endpoints.
 
 
+@torch.no_grad()
+def render_paths(G: nn.Module, paths: Tensor, *, chunk: int = 64) -> Tensor:
+    """Images of every point of ``paths`` ``[B, n_steps, w_dim]`` (W) or ``[B, n_steps, num_ws, w_dim]`` (W+).
+
+    Returns:
+        ``[B, n_steps, C, R, R]`` float32 in [-1, 1] (clamped), ``noise_mode='const'``, on ``paths.device``.
+    """
+    if paths.ndim not in (3, 4):
+        raise ConfigError(f"paths must be [B, n_steps, w_dim] or [B, n_steps, num_ws, w_dim], got {list(paths.shape)}")
+    flat = paths.flatten(0, 1)  # [B * n_steps, (num_ws,) w_dim]
+    if flat.ndim == 2:
+        flat = flat[:, None, :].expand(-1, int(G.num_ws), -1)  # W broadcast over the layers
+    images = torch.cat([G.synthesis(part, noise_mode="const").clamp(-1, 1) for part in flat.split(chunk)])
+    return images.reshape(*paths.shape[:2], *images.shape[1:])
+
+
 def sample_w(
     G: nn.Module,
     n: int,
@@ -674,7 +702,7 @@ def sample_w(
     class_net: nn.Module | None = None,
     batch: int = 256,
     max_draws: int | None = None,
-    repeat_gray: bool = True,
+    repeat_gray: bool | None = None,
 ) -> Tensor:
     """Random W points from ``z ~ N(0, I)`` through ``G.mapping`` with truncation, optionally of one class.
 
@@ -716,7 +744,7 @@ def sample_w(
         raise ConfigError(f"max_draws must be an integer >= n ({n}), got {max_draws!r}")
     param = next(iter(G.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
-    cfg = PlanConfig(repeat_gray=repeat_gray, fused_modconv=None)
+    cfg = PlanConfig(repeat_gray=resolve_repeat_gray(repeat_gray, class_net), fused_modconv=None)
     kept: list[Tensor] = []
     n_kept = drawn = 0
     with torch.no_grad():
