@@ -662,7 +662,10 @@ def demo(ctx, kind, out, invert_images, invert_steps, device):
             f"perceptual term: {meta['perceptual_used']}"
         )
     click.echo(f"done in {time.perf_counter() - start:.1f}s; everything is under {out}")
-    click.echo("not implemented yet (so not run): guides, k-same, PLAN generation, evaluation and report")
+    click.echo(
+        "not run yet: guides, k-same and PLAN paths (Python API and `latentwalk guides train` only, see README); "
+        "not implemented yet: the generation pipeline, evaluation and report"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

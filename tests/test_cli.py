@@ -99,7 +99,7 @@ def test_demo_runs_the_existing_stages_and_names_the_missing_ones(runner, tmp_pa
     assert (tmp_path / "demo" / "samples.png").is_file()
     assert (tmp_path / "demo" / "latents-train.safetensors").is_file()
     assert "400 from 100 identities" in done.output and "inverting 4 training images" in done.output
-    assert "not implemented yet" in done.output
+    assert "not implemented yet: the generation pipeline, evaluation and report" in done.output
 
 
 def test_gan_train_cli_trains_on_the_train_split(runner, cxr_dataset, tmp_path):
