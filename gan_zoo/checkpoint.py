@@ -19,7 +19,7 @@ from torch import nn
 
 from gan_zoo.stylegan2 import Generator
 from latentwalk.errors import ConfigError, DataError, MissingWeightsError
-from latentwalk.io import atomic_write_bytes, write_json
+from latentwalk.io import atomic_write_bytes, read_model_bytes, read_versioned_json, write_json
 
 __all__ = [
     "FORMAT",
@@ -34,7 +34,6 @@ __all__ = [
 FORMAT = "latentwalk.gan_zoo.stylegan2.Generator"
 FORMAT_VERSION = 1
 _DEFAULT_NAME = "generator"
-_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
 
 def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -126,15 +125,9 @@ def read_generator_config(path: str | os.PathLike) -> dict[str, Any]:
             f"generator config {config} not found; a checkpoint is <name>.safetensors + <name>.json as written "
             f"by save_generator"
         )
-    try:
-        meta = json.loads(config.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{config} is not valid JSON ({e}); restore it from the saved checkpoint") from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise DataError(f"{config} is not a generator checkpoint (expected format {FORMAT!r})")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise DataError(f"{config} has format_version {version!r}; this version reads up to {FORMAT_VERSION}")
+    meta = read_versioned_json(
+        config, FORMAT, FORMAT_VERSION, what="generator checkpoint", fix="restore it from the saved checkpoint"
+    )
     if not isinstance(meta.get("architecture"), dict):
         raise DataError(f"{config} has no 'architecture' object")
     return meta
@@ -158,13 +151,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device | None = 
     """
     weights, config = checkpoint_paths(path)
     meta = read_generator_config(path)
-    if not weights.is_file():
-        raise MissingWeightsError(f"generator weights {weights} not found (its config {config.name} is present)")
-    blob = weights.read_bytes()
-    if not blob:
-        raise DataError(f"{weights} is empty (0 bytes); copy the checkpoint again")
-    if blob.startswith(_LFS_POINTER):
-        raise DataError(f"{weights} is a git-lfs pointer file, not the weights; run `git lfs pull`")
+    blob = read_model_bytes(weights, "generator weights", f"its config {config.name} is present; copy both files")
     expected = meta.get("weights_sha256")
     if expected is not None and hashlib.sha256(blob).hexdigest() != expected:
         raise DataError(f"{weights} does not match the checksum in {config.name}; it was changed or truncated")

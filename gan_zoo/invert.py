@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from latentwalk.config import StageConfig
 from latentwalk.errors import ConfigError, DataError, MissingWeightsError
-from latentwalk.io import atomic_write_bytes, write_json
+from latentwalk.io import atomic_write_bytes, read_versioned_json, write_json
 
 __all__ = [
     "SPACES",
@@ -802,17 +802,9 @@ def load_latents(path: str | os.PathLike) -> tuple[list[str], Tensor, dict[str, 
     for f in (latents, meta_file):
         if not f.is_file():
             raise DataError(f"latents file {f} not found; write it with invert_dataset (latentwalk invert)")
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{meta_file} is not valid JSON ({e}); rerun the inversion") from e
-    if not isinstance(meta, dict) or meta.get("format") != LATENTS_FORMAT:
-        raise DataError(f"{meta_file} is not a latents file (expected format {LATENTS_FORMAT!r})")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > LATENTS_FORMAT_VERSION:
-        raise DataError(
-            f"{meta_file} has format_version {version!r}; this version reads up to {LATENTS_FORMAT_VERSION}"
-        )
+    meta = read_versioned_json(
+        meta_file, LATENTS_FORMAT, LATENTS_FORMAT_VERSION, what="latents file", fix="rerun the inversion"
+    )
     blob = latents.read_bytes()
     if hashlib.sha256(blob).hexdigest() != meta.get("latents_sha256"):
         raise DataError(f"{latents} does not match the checksum in {meta_file.name}; it was changed or truncated")

@@ -36,6 +36,7 @@ from torch import nn
 from gan_zoo.checkpoint import load_state_dict_strict
 from gan_zoo.stylegan2 import Discriminator, Generator
 from latentwalk.errors import ConfigError, DataError, LatentwalkError, MissingWeightsError, UnsafePickleError
+from latentwalk.io import reject_placeholder
 
 __all__ = [
     "ALLOWED_GLOBALS",
@@ -46,7 +47,6 @@ __all__ = [
     "read_stylegan_pickle",
 ]
 
-_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 _SUPPORTED = {"Generator": Generator, "Discriminator": Discriminator}
 _STYLEGAN3_MARKERS = ("SynthesisInput",)  # classes only StyleGAN3's generator has
 
@@ -233,15 +233,9 @@ class _AllowlistUnpickler(pickle.Unpickler):
 def _check_file(path: Path) -> None:
     if not path.is_file():
         raise MissingWeightsError(f"network pickle not found: {path}; pass the path of a network-snapshot .pkl")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path} is empty (0 bytes); the download or copy failed, fetch the network pickle again")
     with open(path, "rb") as f:
         head = f.read(64)
-    if head.startswith(_LFS_POINTER):
-        raise DataError(
-            f"{path} is a git-lfs pointer file, not the network pickle; run `git lfs pull` in its repository "
-            f"or download the .pkl itself"
-        )
+    reject_placeholder(path, head, "network pickle")
     if head.startswith(b"PK\x03\x04"):
         raise DataError(f"{path} is a zip archive (a torch.save checkpoint?), not a StyleGAN network pickle")
     if not head.startswith(b"\x80"):

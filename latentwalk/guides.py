@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from latentwalk.config import StageConfig
 from latentwalk.data.records import DatasetIndex
 from latentwalk.errors import ConfigError, DataError, MissingWeightsError
+from latentwalk.io import read_model_bytes, read_versioned_json
 
 __all__ = [
     "ARCHITECTURES",
@@ -66,7 +67,6 @@ __all__ = [
 FORMAT = "latentwalk.guides"
 FORMAT_VERSION = 1
 ROLES = ("identity", "class")  # file stems inside a guides folder
-_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -545,14 +545,7 @@ def _load_backbone_weights(model: nn.Module, path: Path) -> None:
 
 
 def _read_weights_bytes(path: Path, what: str) -> bytes:
-    if not path.is_file():
-        raise MissingWeightsError(f"{what} {path} not found; check the path (nothing is downloaded)")
-    blob = path.read_bytes()
-    if not blob:
-        raise DataError(f"{path} is empty (0 bytes); copy the file again")
-    if blob.startswith(_LFS_POINTER):
-        raise DataError(f"{path} is a git-lfs pointer file, not the weights; run `git lfs pull`")
-    return blob
+    return read_model_bytes(path, what, "check the path (nothing is downloaded)")
 
 
 def _fit(
@@ -786,15 +779,7 @@ def _read_meta(folder: Path, role: str) -> dict[str, Any]:
         raise MissingWeightsError(
             f"guide config {path} not found; a guides folder holds identity.* and class.* as written by train_guides"
         )
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path} is not valid JSON ({e}); train the guides again") from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise DataError(f"{path} is not a guide model (expected format {FORMAT!r})")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise DataError(f"{path} has format_version {version!r}; this version reads up to {FORMAT_VERSION}")
+    meta = read_versioned_json(path, FORMAT, FORMAT_VERSION, what="guide model", fix="train the guides again")
     if meta.get("role") != role:
         raise DataError(f"{path} holds a {meta.get('role')!r} guide, expected {role!r}")
     arch = meta.get("architecture")

@@ -13,9 +13,20 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from latentwalk.errors import ConfigError
+from latentwalk.errors import ConfigError, DataError, MissingWeightsError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "write_csv", "staged_dir", "prepare_out_dir"]
+__all__ = [
+    "LFS_POINTER_PREFIX",
+    "reject_placeholder",
+    "read_model_bytes",
+    "read_versioned_json",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "write_json",
+    "write_csv",
+    "staged_dir",
+    "prepare_out_dir",
+]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -92,3 +103,52 @@ def staged_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path
     if out.exists():
         shutil.rmtree(out)
     os.replace(stage, out)
+
+
+LFS_POINTER_PREFIX = b"version https://git-lfs"  # a git-lfs pointer checked out instead of the file itself
+
+
+def reject_placeholder(path: str | os.PathLike, head: bytes, what: str) -> None:
+    """Raise :class:`DataError` when a file's first bytes ``head`` show an empty file or a git-lfs pointer."""
+    if not head:
+        raise DataError(f"{what} {path} is empty (0 bytes); copy the file again")
+    if head.startswith(LFS_POINTER_PREFIX):
+        raise DataError(f"{what} {path} is a git-lfs pointer file, not the file itself; run `git lfs pull`")
+
+
+def read_model_bytes(path: str | os.PathLike, what: str, missing_hint: str) -> bytes:
+    """The bytes of a weights file, refusing absent, empty and git-lfs pointer files with one clear sentence.
+
+    Raises:
+        MissingWeightsError: ``{what} {path} not found; {missing_hint}``.
+        DataError: empty file or git-lfs pointer.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingWeightsError(f"{what} {path} not found; {missing_hint}")
+    blob = path.read_bytes()
+    reject_placeholder(path, blob[: len(LFS_POINTER_PREFIX)], what)
+    return blob
+
+
+def read_versioned_json(path: str | os.PathLike, fmt: str, max_version: int, *, what: str, fix: str) -> dict:
+    """Read a JSON sidecar of ours: a dict whose ``format`` is ``fmt`` and ``format_version`` <= ``max_version``.
+
+    Args:
+        what: what the file is, for messages ("generator checkpoint", "latents file").
+        fix: what to do when it is unreadable ("rerun the inversion").
+
+    Raises:
+        DataError: invalid JSON, another format, or a newer or missing format version.
+    """
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path} is not valid JSON ({e}); {fix}") from e
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise DataError(f"{path} is not a {what} (expected format {fmt!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > max_version:
+        raise DataError(f"{path} has format_version {version!r}; this version reads up to {max_version}")
+    return meta

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from latentwalk.errors import ConfigError, DataError, MissingWeightsError
+from latentwalk.io import LFS_POINTER_PREFIX, reject_placeholder
 
 __all__ = [
     "ENV_VAR",
@@ -36,7 +37,6 @@ __all__ = [
 
 ENV_VAR = "LATENTWALK_WEIGHTS_DIR"
 _HASH_RE = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's HASH_REGEX: the hex run between the last '-' and a '.'
-_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
 
 @dataclass(frozen=True)
@@ -76,13 +76,10 @@ def check_hash(path: str | os.PathLike, prefix: str) -> None:
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, prefix)
     if _VERIFIED.get(key):
         return
-    if stat.st_size == 0:
-        raise DataError(f"weights file {path} is empty (0 bytes); copy it again")
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        head = f.read(len(_LFS_POINTER))
-        if head == _LFS_POINTER:
-            raise DataError(f"weights file {path} is a git-lfs pointer, not the weights; run `git lfs pull`")
+        head = f.read(len(LFS_POINTER_PREFIX))
+        reject_placeholder(path, head, "weights file")
         h.update(head)
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)

@@ -28,10 +28,10 @@ import numpy as np
 
 from latentwalk.data.records import SPLITS, DatasetIndex
 from latentwalk.errors import DataError
+from latentwalk.io import LFS_POINTER_PREFIX
 
 __all__ = ["ImageCheck", "check_images", "read_pixels", "summarize", "format_summary", "LFS_POINTER_PREFIX"]
 
-LFS_POINTER_PREFIX = b"version https://git-lfs"
 _HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _TO_RGBA_MODES = ("P", "PA", "RGBa")
 _TO_RGB_MODES = ("CMYK", "YCbCr", "LAB", "HSV", "RGBX")
