@@ -131,14 +131,15 @@ def _open(path: Path, layout: str, csv_path, image_dir, file_column, label_colum
     )
 
 
+def _kind_option(help_text: str):
+    """``--kind cxr|fundus``, the embedded default datasets."""
+    from latentwalk.data.phantoms import KINDS
+
+    return click.option("--kind", type=click.Choice(list(KINDS)), default="cxr", show_default=True, help=help_text)
+
+
 @data.command("phantoms")
-@click.option(
-    "--kind",
-    type=click.Choice(["cxr", "fundus"]),
-    default="cxr",
-    show_default=True,
-    help="cxr: 1-channel chest X-rays, TB vs normal; fundus: RGB fundus photographs, DR grade 0-4.",
-)
+@_kind_option("cxr: 1-channel chest X-rays, TB vs normal; fundus: RGB fundus photographs, DR grade 0-4.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--identities", default=100, show_default=True, help="Number of synthetic patients.")
 @click.option("--per-identity", default=4, show_default=True, help="Images per patient (1 = one per patient).")
@@ -598,13 +599,7 @@ def guides_train(ctx, data_dir, layout, out, spec, resolution, arch, epochs, see
 
 
 @cli.command("demo")
-@click.option(
-    "--kind",
-    type=click.Choice(["cxr", "fundus"]),
-    default="cxr",
-    show_default=True,
-    help="cxr: tuberculosis X-rays; fundus: diabetic retinopathy.",
-)
+@_kind_option("cxr: tuberculosis X-rays; fundus: diabetic retinopathy.")
 @click.option(
     "--out",
     default=Path("latentwalk-demo"),
