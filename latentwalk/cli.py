@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from latentwalk import __version__
+from latentwalk.data.splits import DEFAULT_FRACTIONS
 from latentwalk.errors import ConfigError, LatentwalkError
 
 EXIT_USER_ERROR = 2
@@ -41,6 +42,9 @@ class _Group(click.Group):
 def _progress(ctx: click.Context) -> bool:
     """Progress bars only for a person watching: not with ``--quiet``, not when stderr is not a terminal."""
     return not ctx.meta.get("latentwalk.quiet", False) and sys.stderr.isatty()
+
+
+_DEFAULT_FRACTIONS = ",".join(f"{f:g}" for f in DEFAULT_FRACTIONS)  # "0.7,0.1,0.2", from latentwalk.data.splits
 
 
 def _floats(text: str, name: str) -> tuple[float, ...]:
@@ -153,7 +157,7 @@ def _kind_option(help_text: str):
 @click.option(
     "--split",
     "split_text",
-    default="0.7,0.1,0.2",
+    default=_DEFAULT_FRACTIONS,
     show_default=True,
     metavar="TRAIN,VAL,TEST",
     help="Fractions of patients per split (identity-disjoint, label-stratified).",
@@ -223,7 +227,7 @@ def data_check(
 )
 @click.option(
     "--fractions",
-    default="0.7,0.1,0.2",
+    default=_DEFAULT_FRACTIONS,
     show_default=True,
     metavar="TRAIN,VAL,TEST",
     help="Fractions of patients per split.",

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from latentwalk.config import StageConfig
+from latentwalk.data.splits import DEFAULT_FRACTIONS
 from latentwalk.errors import ConfigError
 
 __all__ = [
@@ -71,7 +72,7 @@ class PhantomConfig(StageConfig):
     resolution: int = 64  # pixels per side, 32-256
     class_weights: tuple[float, ...] | None = None  # relative label frequency over patients; None = balanced
     seed: int = 0  # base seed
-    split: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train/val/test fractions of patients
+    split: tuple[float, float, float] = DEFAULT_FRACTIONS  # train/val/test fractions of patients
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
