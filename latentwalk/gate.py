@@ -1,0 +1,198 @@
+"""The privacy gate: a synthetic image closer to a real patient than real patients are to each other is not written.
+
+Every candidate is compared with the real reference images (the training split by default) in one of three spaces:
+
+- ``identity`` (default): cosine distance between φ_id embeddings (``guides.identity.embed``): the space in which the
+  identity guide tells patients apart;
+- ``lpips``: LPIPS v0.1 (AlexNet) as a squared distance between LPIPS embeddings (:class:`LpipsEmbedding`); needs the
+  AlexNet backbone file (see :func:`latentwalk.weights.lpips_model`);
+- ``ssim``: ``1 - SSIM`` (Gaussian window, sigma 1.5, as ``skimage.metrics.structural_similarity``).
+
+The default threshold is derived from the real data: the ``percentile``-th percentile of the distances from each real
+image to its nearest real image *of a different patient*. A candidate whose nearest-real distance is below it is
+closer to some patient than ``100 - percentile`` % of real images are to anybody else, and is rejected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from latentwalk.errors import ConfigError, DataError
+
+__all__ = ["GATE_SPACES", "Gate", "build_gate"]
+
+GATE_SPACES = ("identity", "lpips", "ssim")
+_CHUNK = 256  # images per embedding pass
+
+
+@dataclass(frozen=True, eq=False)
+class Gate:
+    """A fitted gate: nearest-real distances of candidates, and the decision.
+
+    Attributes:
+        space: ``identity``, ``lpips`` or ``ssim``.
+        threshold: candidates with a nearest-real distance below it are rejected (0 = accept everything).
+        derived: True when ``threshold`` came from the real data (``percentile``), False when it was given.
+        percentile: the percentile used for a derived threshold (recorded also when the threshold was given).
+        real_images: number of real reference images.
+        real_patients: number of distinct patients among them.
+        real_nn: ``[real_images]`` float64 distance of each real image to its nearest real of another patient.
+    """
+
+    space: str
+    threshold: float
+    derived: bool
+    percentile: float
+    real_images: int
+    real_patients: int
+    real_nn: Tensor
+    _reference: Tensor
+    _embed: Callable[[Tensor], Tensor]
+
+    @torch.no_grad()
+    def distances(self, images: Tensor) -> Tensor:
+        """Nearest-real distance of each image ``[N, C, R, R]`` in [-1, 1]; float64 ``[N]`` on the CPU."""
+        from latentwalk.distances import nearest, ssim_matrix
+
+        if images.shape[0] == 0:
+            return torch.zeros(0, dtype=torch.float64)
+        if self.space == "ssim":
+            ref = self._reference.to(images.device)
+            sim = torch.cat([ssim_matrix(part, ref) for part in images.split(_CHUNK)])  # [N, M]
+            return (1.0 - sim.max(dim=1).values).double().cpu()
+        metric = "cosine" if self.space == "identity" else "sqeuclidean"
+        emb = self._embed(images)
+        dist, _ = nearest(emb, self._reference.to(emb.device), k=1, metric=metric)
+        return dist[:, 0].double().cpu()
+
+    def accept(self, distances: Tensor) -> Tensor:
+        """``[N]`` bool: True where the distance is at or above the threshold."""
+        return distances >= self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        q = self.real_nn.numpy()
+        return {
+            "space": self.space,
+            "threshold": self.threshold,
+            "threshold_derived": self.derived,
+            "percentile": self.percentile,
+            "real_images": self.real_images,
+            "real_patients": self.real_patients,
+            "real_nearest_other_patient": {
+                "min": _round(float(q.min())),
+                "p05": _round(float(np.percentile(q, 5))),
+                "median": _round(float(np.median(q))),
+            },
+        }
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def _embedder(space: str, guides: Any, lpips_net: Any, device: torch.device) -> Callable[[Tensor], Tensor]:
+    if space == "identity":
+        net = guides.identity
+        if not hasattr(net, "embed"):
+            raise ConfigError("the identity guide has no embed(); train guides with latentwalk (GuideCNN/ResNet18)")
+
+        def embed(x: Tensor) -> Tensor:
+            return torch.cat([net.embed(part.to(device)).float() for part in x.split(_CHUNK)])
+
+        return embed
+    if space == "lpips":
+        from latentwalk.distances import LpipsEmbedding
+
+        if lpips_net is None:
+            from latentwalk.weights import lpips_model
+
+            lpips_net = lpips_model("alex", device=device)
+        emb = LpipsEmbedding(lpips_net)
+
+        def embed(x: Tensor) -> Tensor:
+            return torch.cat([emb(part.to(device)).float() for part in x.split(_CHUNK)])
+
+        return embed
+    return lambda x: x.to(device)
+
+
+@torch.no_grad()
+def build_gate(
+    space: str,
+    real_images: Tensor,
+    real_patients: Sequence[str],
+    *,
+    guides: Any = None,
+    threshold: float | None = None,
+    percentile: float = 5.0,
+    lpips_net: Any = None,
+) -> Gate:
+    """Fit a gate on the real reference images.
+
+    Args:
+        space: one of :data:`GATE_SPACES`.
+        real_images: ``[M, C, R, R]`` float in [-1, 1], the images a candidate must not copy, on the device to use.
+        real_patients: patient identity of each real image (kept in memory only, never written).
+        guides: :class:`latentwalk.guides.Guides`; needed for ``identity``.
+        threshold: fixed threshold; ``None`` = derived from the real data with ``percentile``.
+        percentile: in (0, 100); the percentile of real-to-nearest-other-patient distances used as the threshold.
+        lpips_net: an ``lpips.LPIPS`` to use for ``lpips`` instead of loading AlexNet's weights.
+
+    Returns:
+        :class:`Gate`.
+
+    Raises:
+        ConfigError: unknown space, bad threshold or percentile, ``identity`` without guides.
+        DataError: fewer than two real patients (no real-to-real baseline).
+        MissingWeightsError: ``lpips`` without the AlexNet backbone file.
+    """
+    from latentwalk.distances import nearest, ssim_matrix
+
+    if space not in GATE_SPACES:
+        raise ConfigError(f'unknown gate space "{space}"; expected one of {", ".join(GATE_SPACES)}')
+    if space == "identity" and guides is None:
+        raise ConfigError("the identity gate needs the guides (their identity embedding); pass guides")
+    if not (isinstance(percentile, (int, float)) and 0 < percentile < 100):
+        raise ConfigError(f"gate percentile must be in (0, 100), got {percentile!r}")
+    if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
+        raise ConfigError(f"gate threshold must be a finite number >= 0 or None (derived), got {threshold!r}")
+    if threshold is not None and threshold < 0:
+        raise ConfigError(f"gate threshold must be >= 0, got {threshold}")
+    patients = list(real_patients)
+    if len(patients) != real_images.shape[0]:
+        raise DataError(f"{real_images.shape[0]} real images but {len(patients)} patient identities")
+    if len(set(patients)) < 2:
+        raise DataError("the gate needs real images of at least 2 patients to measure real-to-real distances")
+    device = real_images.device
+    embed = _embedder(space, guides, lpips_net, device)
+    if space == "ssim":
+        reference = real_images.float()
+        sim = torch.cat([ssim_matrix(part, reference) for part in reference.split(_CHUNK)])  # [M, M]
+        same = torch.tensor([[a == b for b in patients] for a in patients], device=sim.device)
+        real_nn = (1.0 - sim.masked_fill(same, -math.inf).max(dim=1).values).double().cpu()
+    else:
+        reference = embed(real_images)
+        metric = "cosine" if space == "identity" else "sqeuclidean"
+        dist, _ = nearest(reference, reference, k=1, metric=metric, a_groups=patients, b_groups=patients)
+        real_nn = dist[:, 0].double().cpu()
+    derived = threshold is None
+    # rounded to the 6 digits written to run.json, so the recorded threshold is exactly the one applied
+    value = _round(float(np.percentile(real_nn.numpy(), percentile))) if derived else float(threshold)
+    return Gate(
+        space=space,
+        threshold=value,
+        derived=derived,
+        percentile=float(percentile),
+        real_images=int(real_images.shape[0]),
+        real_patients=len(set(patients)),
+        real_nn=real_nn,
+        _reference=reference,
+        _embed=embed,
+    )

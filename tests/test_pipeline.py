@@ -1,0 +1,359 @@
+"""latentwalk generate: methods, the privacy gate, resume after kill -9, torchrun sharding, config, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from latentwalk.errors import ConfigError, DataError
+from latentwalk.pipeline import MANIFEST_COLUMNS, GenerateConfig, generate, load_config_file, parse_keep
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tiny_generator(resolution: int = 32, seed: int = 0):
+    from gan_zoo.stylegan2 import Generator
+
+    torch.manual_seed(seed)
+    return Generator(8, 0, 8, resolution, 1, mapping_kwargs={"num_layers": 1},
+                     synthesis_kwargs={"channel_base": 64, "channel_max": 8})  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def chain(cxr_dataset, tmp_path_factory):
+    """A tiny 32-px generator, guides trained for one epoch, and inverted training latents, on the CXR fixture."""
+    from gan_zoo.checkpoint import save_generator
+    from gan_zoo.invert import InvertConfig, invert_dataset
+    from latentwalk.data import open_dataset
+    from latentwalk.guides import GuideConfig, train_guides
+
+    root = tmp_path_factory.mktemp("chain")
+    G = _tiny_generator()
+    save_generator(G, root / "g" / "generator", {"test": True})
+    index = open_dataset(cxr_dataset)
+    train_guides(index, root / "guides", GuideConfig(epochs=1), resolution=32, channels=1)
+    invert_dataset(G, index.subset("train"), root / "lat.safetensors", InvertConfig(steps=2, perceptual="none"))
+    return {"gan": f"lite:{root / 'g'}", "guides": str(root / "guides"), "data": str(cxr_dataset),
+            "latents": str(root / "lat.safetensors"), "root": root}  # fmt: skip
+
+
+def _cfg(chain, **kw) -> GenerateConfig:
+    base = dict(gan=chain["gan"], guides=chain["guides"], data=chain["data"], latents=chain["latents"],
+                method="ksame-plan", per_label=4, n_steps=4, paths_per_item=1, optim_steps=2, k=2,
+                endpoint_filter=False, device="cpu")  # fmt: skip
+    base.update(kw)
+    return GenerateConfig(**base)
+
+
+def _read_manifest(out: Path) -> list[dict[str, str]]:
+    with (out / "manifest.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def _same_dataset(a: Path, b: Path) -> None:
+    fa, fb = _files(a), _files(b)
+    assert sorted(fa) == sorted(fb)
+    for name in fa:
+        if name == "run.json":
+            ra, rb = json.loads(fa[name]), json.loads(fb[name])
+            ra.pop("execution"), rb.pop("execution")
+            assert ra == rb
+        else:
+            assert fa[name] == fb[name], name
+
+
+@pytest.mark.parametrize("method", ["linear", "plan", "ksame", "ksame-plan"])
+def test_each_method_writes_a_loadable_dataset_without_real_identifiers(chain, tmp_path, method):
+    from torchvision.datasets import ImageFolder
+
+    from latentwalk.data import open_dataset
+
+    out = tmp_path / "out"
+    result = generate(_cfg(chain, method=method, gate_threshold=0.0), out)
+    rows = _read_manifest(out)
+    assert list(rows[0]) == list(MANIFEST_COLUMNS)
+    n_groups = result.run["ksame"]["n_groups"] if method == "ksame" else None
+    expected = {"normal": 4, "tb": 4} if method != "ksame" else None
+    if expected:
+        assert result.written == expected
+    else:  # one image per group, at most per_label
+        assert sum(result.written.values()) == min(n_groups, 8)
+    assert len(rows) == sum(result.written.values())
+    assert {r["method"] for r in rows} == {method}
+    for r in rows:
+        assert (out / r["file"]).is_file() and r["file"] == f"images/{r['label']}/{r['id']}.png"
+        assert float(r["nearest_real_distance"]) >= 0 and r["gate"] == "pass"
+    folder = ImageFolder(str(out / "images"))
+    assert len(folder) == len(rows)
+    assert sorted({folder.classes[t] for _, t in folder.samples}) == sorted({r["label"] for r in rows})
+    steps = {int(r["step"]) for r in rows}
+    assert steps <= ({0} if method == "ksame" else {1, 2})  # interior points of 4-point paths
+    # privacy: no real file name, patient id or dataset path anywhere in the output
+    index = open_dataset(chain["data"])
+    secrets = {r.identity for r in index.records} | {r.file.name for r in index.records}
+    secrets |= {chain["data"], chain["latents"], chain["guides"], str(chain["root"])}
+    text = "\n".join(b.decode("latin-1") for b in _files(out).values())
+    assert not [s for s in secrets if s in text]
+    assert not (out / ".work").exists()
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["data"] == "<withheld>" and run["config"]["gan"] == "lite:<withheld>"
+    assert method in (out / "DATASET_CARD.md").read_text()
+
+
+def test_gate_rejects_near_copies_and_counts_them(chain, tmp_path):
+    import gan_zoo
+    from latentwalk.data import open_dataset
+    from latentwalk.gate import build_gate
+    from latentwalk.guides import load_guides
+    from latentwalk.pipeline import real_reference
+
+    G = gan_zoo.load(chain["gan"])
+    guides = load_guides(chain["guides"])
+    real, patients = real_reference(open_dataset(chain["data"]), G)
+    for space in ("identity", "ssim"):
+        gate = build_gate(space, real, patients, guides=guides, percentile=10)
+        assert gate.derived and gate.threshold > 0
+        assert gate.threshold == pytest.approx(float(torch.quantile(gate.real_nn, 0.10)), rel=1e-5)
+        d = gate.distances(real[:5])  # real images themselves: distance 0 to the reference
+        assert d.abs().max() < 1e-5 and not gate.accept(d).any()
+    out = tmp_path / "strict"
+    result = generate(_cfg(chain, method="ksame-plan", gate_threshold=1e9, max_rounds=2), out)
+    assert result.written == {"normal": 0, "tb": 0}
+    assert result.rejected["normal"] > 0 and result.rejected["tb"] > 0
+    assert not list(out.rglob("*.png"))
+    assert _read_manifest(out) == []
+    assert "Fewer images than wanted" in (out / "DATASET_CARD.md").read_text()
+
+
+def test_gate_rounds_top_up_labels_after_rejections(chain, tmp_path):
+    """A threshold between the candidates' distances rejects some; later rounds make up the count."""
+    loose = generate(_cfg(chain, method="linear", per_label=6, gate_threshold=0.0), tmp_path / "loose")
+    dists = sorted(float(r["nearest_real_distance"]) for r in _read_manifest(tmp_path / "loose"))
+    threshold = dists[len(dists) // 3]
+    gated = generate(_cfg(chain, method="linear", per_label=6, gate_threshold=threshold, max_rounds=6),
+                     tmp_path / "gated")  # fmt: skip
+    rows = _read_manifest(tmp_path / "gated")
+    assert all(float(r["nearest_real_distance"]) >= threshold for r in rows)
+    assert sum(gated.rejected.values()) > 0
+    assert gated.written == {"normal": 6, "tb": 6} and gated.run["counts"]["rounds"] > 1
+    assert loose.run["counts"]["rounds"] == 1
+
+
+def test_resume_refuses_changed_config_and_finishes_identically(chain, tmp_path, monkeypatch):
+    import latentwalk.pipeline as pl
+
+    cfg = _cfg(chain, per_label=3)
+    generate(cfg, tmp_path / "straight")
+    real_run = pl._run_item
+    calls = {"n": 0}
+
+    def crash_after_two(ctx, item):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return real_run(ctx, item)
+
+    monkeypatch.setattr(pl, "_run_item", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        generate(cfg, tmp_path / "resumed")
+    monkeypatch.setattr(pl, "_run_item", real_run)
+    assert len(list((tmp_path / "resumed" / ".work" / "items").iterdir())) == 2
+    with pytest.raises(ConfigError, match=r"unfinished run .* different settings \(per_label\)"):
+        generate(replace(cfg, per_label=4), tmp_path / "resumed")
+    result = generate(cfg, tmp_path / "resumed")
+    assert result.resumed
+    _same_dataset(tmp_path / "straight", tmp_path / "resumed")
+    again = generate(cfg, tmp_path / "resumed")
+    assert again.already_done
+    with pytest.raises(ConfigError, match="holds a finished run made with other settings"):
+        generate(replace(cfg, seed=1), tmp_path / "resumed")
+    generate(replace(cfg, seed=1), tmp_path / "resumed", overwrite=True)
+
+
+def _toml(chain, out: Path, **extra) -> Path:
+    values = dict(gan=chain["gan"], guides=chain["guides"], data=chain["data"], latents=chain["latents"],
+                  method="ksame-plan", per_label=6, n_steps=4, paths_per_item=1, optim_steps=30, k=2,
+                  device="cpu", out=str(out))  # fmt: skip
+    values.update(extra)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    path = out.parent / f"{out.name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    return env
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "latentwalk", "--quiet", *args]
+
+
+def test_kill_9_mid_run_then_rerun_gives_the_same_files(chain, tmp_path):
+    straight = _toml(chain, tmp_path / "straight")
+    subprocess.run(_cli("generate", "--config", str(straight)), env=_env(), check=True, timeout=300)
+    killed_cfg = _toml(chain, tmp_path / "killed")
+    items = tmp_path / "killed" / ".work" / "items"
+    proc = subprocess.Popen(_cli("generate", "--config", str(killed_cfg)), env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if items.is_dir() and len([p for p in items.iterdir() if p.suffix == ".safetensors"]) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed; give it more work"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "run.json").exists()
+    done = subprocess.run(_cli("generate", "--config", str(killed_cfg)), env=_env(), capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stdout
+    _same_dataset(tmp_path / "straight", tmp_path / "killed")
+
+
+def test_torchrun_two_processes_equal_one(chain, tmp_path):
+    one = _toml(chain, tmp_path / "one", optim_steps=3)
+    subprocess.run(_cli("generate", "--config", str(one)), env=_env(), check=True, timeout=300)
+    two = _toml(chain, tmp_path / "two", optim_steps=3)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "latentwalk", "--quiet", "generate", "--config", str(two)]  # fmt: skip
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _same_dataset(tmp_path / "one", tmp_path / "two")
+    run = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert run["execution"]["processes"] == 2
+
+
+def test_config_file_flags_and_round_trip(chain, tmp_path):
+    from click.testing import CliRunner
+
+    from latentwalk.cli import cli
+
+    toml = tmp_path / "sub" / "run.toml"
+    toml.parent.mkdir()
+    (tmp_path / "sub" / "guides").symlink_to(chain["guides"])
+    toml.write_text('guides = "guides"\ngan-spec = "x"\n')
+    with pytest.raises(ConfigError, match="gan_spec"):
+        load_config_file(toml)
+    toml.write_text('guides = "guides"\nper-label = 7\nweights = [0.2, 1, 1]\n[plan]\nlr = 1\n')
+    with pytest.raises(ConfigError, match="sections"):
+        load_config_file(toml)
+    toml.write_text('guides = "guides"\nper-label = 7\nweights = [0.2, 1, 1]\nout = "synth"\n')
+    values = load_config_file(toml)
+    assert values["guides"] == str((tmp_path / "sub" / "guides").resolve())
+    cfg = GenerateConfig.from_dict({k: v for k, v in values.items() if k != "out"})
+    assert cfg.per_label == 7 and cfg.weights == (0.2, 1.0, 1.0)
+    assert GenerateConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    # flags override the file; the resolved config lands in run.json
+    full = _toml(chain, tmp_path / "cli", per_label=5, optim_steps=1)
+    done = CliRunner().invoke(cli, ["generate", "--config", str(full), "--per-label", "2", "--weights", "0.3,1,1"])
+    assert done.exit_code == 0, done.output
+    run = json.loads((tmp_path / "cli" / "run.json").read_text())
+    assert run["config"]["per_label"] == 2 and run["config"]["weights"] == [0.3, 1.0, 1.0]
+    assert run["config"]["optim_steps"] == 1 and run["counts"]["written"] == {"normal": 2, "tb": 2}
+    assert "wrote 4 images" in done.output
+
+
+def test_parse_keep():
+    assert parse_keep("interior", 5) == (1, 2, 3)
+    assert parse_keep("all", 3) == (0, 1, 2)
+    assert parse_keep("3,1", 5) == (1, 3)
+    for bad in ("1,1", "5", "x", ""):
+        with pytest.raises(ConfigError):
+            parse_keep(bad, 5)
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="method"):
+        GenerateConfig(method="walk")
+    with pytest.raises(ConfigError, match="per_label"):
+        GenerateConfig(per_label=0)
+    with pytest.raises(ConfigError, match="keep"):
+        GenerateConfig(keep="0,10")
+    with pytest.raises(ConfigError, match="gate_threshold"):
+        GenerateConfig(gate_threshold=-1.0)
+    with pytest.raises(ConfigError, match="guides is required"):
+        GenerateConfig(data="x").check_inputs()
+    with pytest.raises(ConfigError, match="latents"):
+        GenerateConfig(data="x", guides="y", method="ksame").check_inputs()
+
+
+def test_input_mismatches_are_clear_errors(chain, cxr_dataset, fundus_dataset, tmp_path):
+    from gan_zoo.checkpoint import save_generator
+    from gan_zoo.invert import InvertConfig, invert_dataset
+    from latentwalk.data import open_dataset
+
+    out = tmp_path / "out"
+    # generator larger than the real images (32 px): guides contract and dataset size both disagree
+    save_generator(_tiny_generator(64), tmp_path / "g64" / "generator", {})
+    with pytest.raises(ConfigError, match="guides do not match the generator"):
+        generate(_cfg(chain, gan=f"lite:{tmp_path / 'g64'}"), out)
+    # guides of another dataset: identity count and label names differ
+    with pytest.raises(ConfigError, match="guides do not match|patients"):
+        generate(_cfg(chain, data=str(fundus_dataset)), out)
+    # same labels, fewer training patients than the guides know
+    small = tmp_path / "small"
+    from latentwalk.data.phantoms import PhantomConfig, write_phantom_dataset
+
+    write_phantom_dataset(PhantomConfig(kind="cxr", identities=8, per_identity=3, resolution=32, seed=3), small)
+    with pytest.raises(ConfigError, match="knows .* patients but the dataset has"):
+        generate(_cfg(chain, data=str(small)), out)
+    # latents inverted with another generator
+    other = tmp_path / "other.safetensors"
+    invert_dataset(_tiny_generator(seed=1), open_dataset(cxr_dataset).subset("train"), other,
+                   InvertConfig(steps=1, perceptual="none"))  # fmt: skip
+    with pytest.raises(ConfigError, match="another generator"):
+        generate(_cfg(chain, latents=str(other)), out)
+    # too few k-same groups for ksame-plan
+    with pytest.raises(DataError, match="k-same group"):
+        generate(_cfg(chain, k=3), out)
+    # output folder holding something else; unwritable output
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty"):
+        generate(_cfg(chain), foreign)
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        with pytest.raises(ConfigError, match="cannot write"):
+            generate(_cfg(chain), locked / "out")
+    assert not out.exists()
+
+
+def test_walk_command_writes_strip_plot_and_json(chain, tmp_path):
+    from click.testing import CliRunner
+
+    from latentwalk.cli import cli
+
+    out = tmp_path / "walk"
+    done = CliRunner().invoke(cli, ["walk", "--gan", chain["gan"], "--guides", chain["guides"], "--data",
+                                    chain["data"], "--label", "1", "--seed", "3", "--out", str(out),
+                                    "--n-steps", "6", "--optim-steps", "3", "--device", "cpu",
+                                    "--no-endpoint-filter"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    record = json.loads((out / "walk.json").read_text())
+    assert len(record["distances"]["linear"]) == 6 and len(record["distances"]["plan"]) == 6
+    assert record["distances"]["linear"][0] == pytest.approx(record["distances"]["plan"][0], abs=1e-5)
+    for name in ("walk_strip.png", "walk_distance.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "below the gate threshold" in done.output
