@@ -255,6 +255,12 @@ def _field_default(cls, name: str):
     return next(f.default for f in fields(cls) if f.name == name)
 
 
+def _demo_default(name: str):
+    from latentwalk.demo import DemoConfig
+
+    return _field_default(DemoConfig, name)
+
+
 def _field_default_lazy(cls_name: str, name: str):
     """Like :func:`_field_default` for a config in :mod:`latentwalk.guides`, imported when the CLI is built."""
     from latentwalk import guides as module
@@ -790,62 +796,29 @@ def walk_cmd(spec, guides_dir, data_dir, layout, label, seed, out, n_steps, opti
     default=Path("latentwalk-demo"),
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder.",
+    help="Output folder (an earlier demo there is replaced).",
 )
-@click.option("--invert-images", default=16, show_default=True, help="Training images to invert (0 = skip).")
-@click.option("--invert-steps", default=100, show_default=True, help="Inversion steps per image.")
+@click.option("--patients", default=_demo_default("patients"), show_default=True, help="Phantom patients.")
+@click.option("--guide-epochs", default=_demo_default("guide_epochs"), show_default=True, help="Epochs per guide.")
+@click.option("--invert-steps", default=_demo_default("invert_steps"), show_default=True, help="Steps per image.")
+@click.option("--k", default=_demo_default("k"), show_default=True, help="k-same: minimum patients per group.")
+@click.option("--per-label", default=_demo_default("per_label"), show_default=True, help="Synthetic images per label.")
+@click.option("--optim-steps", default=_demo_default("optim_steps"), show_default=True, help="PLAN steps per path.")
+@click.option("--seed", default=_demo_default("seed"), show_default=True, help="Seed of every stage.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.pass_context
-def demo(ctx, kind, out, invert_images, invert_steps, device):
+def demo(ctx, kind, out, patients, guide_epochs, invert_steps, k, per_label, optim_steps, seed, device):
     """Run the main job on the embedded phantom data, offline.
 
-    Today this runs the stages that exist (phantom dataset, validation, the shipped demo generator, inversion of
-    real training images into its latent space) and lists the stages still to come. An earlier demo in --out is
-    replaced.
+    \b
+    phantom dataset -> demo generator -> guides -> inversion -> k-same -> PLAN generation
+    (privacy-gated) -> straight-line baseline -> walk picture -> OUT/report.md
     """
-    import gan_zoo
-    from gan_zoo.invert import InvertConfig, invert_dataset, load_latents
-    from gan_zoo.sampling import sample_images, save_grid
-    from latentwalk.data.phantoms import PhantomConfig, write_phantom_dataset
-    from latentwalk.data.validate import check_images, format_summary, summarize
-    from latentwalk.devices import resolve_device
+    from latentwalk.demo import DemoConfig, run_demo
 
-    start = time.perf_counter()
-    show = _progress(ctx)
-    out.mkdir(parents=True, exist_ok=True)
-    data_dir = out / f"data-{kind}"
-    click.echo(f"[1/4] phantom {kind} dataset -> {data_dir}")
-    index = write_phantom_dataset(PhantomConfig(kind=kind), data_dir, overwrite=True, progress=show)
-    click.echo("[2/4] validating every image")
-    click.echo(format_summary(summarize(index, check_images(index, progress=show))))
-    click.echo(f"[3/4] generator demo:{kind} -> {out / 'samples.png'}")
-    G = gan_zoo.load(f"demo:{kind}", device=resolve_device(device))
-    save_grid(sample_images(G, 32, seed=0), out / "samples.png", nrow=8)
-    info = gan_zoo.describe(G)
-    click.echo(
-        f"      {info['img_resolution']} px, {info['img_channels']} channel(s), z {info['z_dim']}, "
-        f"w {info['w_dim']} x {info['num_ws']}, {info['num_parameters']:,} parameters on {info['device']}"
-    )
-    if invert_images > 0:
-        train = index.subset("train")
-        ids = [str(r.file.relative_to(index.root)) for r in train.records[:: max(1, len(train) // invert_images)]]
-        ids = ids[:invert_images]
-        latents = out / "latents-train.safetensors"
-        click.echo(f"[4/4] inverting {len(ids)} training images ({invert_steps} steps) -> {latents}")
-        cfg = InvertConfig(steps=invert_steps, batch=len(ids))
-        with warnings.catch_warnings():  # the perceptual term actually used is printed below
-            warnings.simplefilter("ignore", UserWarning)
-            invert_dataset(G, train, latents, cfg, ids=ids, progress=show, overwrite=True)
-        _, ws, meta = load_latents(latents)
-        click.echo(
-            f"      mean pixel MSE {meta['summary']['mse_mean']:.4f} (images in [-1, 1]); "
-            f"perceptual term: {meta['perceptual_used']}"
-        )
-    click.echo(f"done in {time.perf_counter() - start:.1f}s; everything is under {out}")
-    click.echo(
-        "not run yet: guides, k-same and PLAN paths (Python API and `latentwalk guides train` only, see README); "
-        "not implemented yet: the generation pipeline, evaluation and report"
-    )
+    cfg = DemoConfig(kind=kind, patients=patients, guide_epochs=guide_epochs, invert_steps=invert_steps, k=k,
+                     per_label=per_label, optim_steps=optim_steps, seed=seed, device=device)  # fmt: skip
+    run_demo(out, cfg, progress=_progress(ctx), echo=click.echo)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -864,6 +864,7 @@ def _merge(
     rejected: dict[str, int] = {}
     candidates: dict[str, int] = {}
     distances: list[float] = []
+    by_round: dict[int, dict[str, dict[str, int]]] = {}
     for label in ctx.labels:
         name = ctx.label_names[label]
         count = rej = cand = 0
@@ -872,6 +873,9 @@ def _merge(
             acc = rec["accepted"].bool()
             rej += int((~acc).sum())
             cand += int(acc.numel())
+            r = by_round.setdefault(item.round, {"candidates": {}, "rejected": {}})
+            r["candidates"][name] = r["candidates"].get(name, 0) + int(acc.numel())
+            r["rejected"][name] = r["rejected"].get(name, 0) + int((~acc).sum())
             kept = 0
             for c in range(acc.numel()):
                 if not acc[c]:
@@ -905,7 +909,9 @@ def _merge(
                 )
         written[name], rejected[name], candidates[name] = count, rej, cand
     write_csv(out / "manifest.csv", MANIFEST_COLUMNS, rows)
-    run = _run_record(ctx, setup, items, written, rejected, candidates, distances, resumed, seconds, processes)
+    counts = {"written": written, "rejected": rejected, "candidates": candidates}
+    counts["by_round"] = [{"round": r, **by_round[r]} for r in sorted(by_round)]
+    run = _run_record(ctx, setup, items, counts, distances, resumed, seconds, processes)
     atomic_write_text(out / "DATASET_CARD.md", dataset_card(run))
     write_json(out / "run.json", run)  # last: marks the run finished
     return run
@@ -929,9 +935,7 @@ def _run_record(
     ctx: _Context,
     setup: _Setup,
     items: Sequence[Item],
-    written: dict[str, int],
-    rejected: dict[str, int],
-    candidates: dict[str, int],
+    counts: dict[str, Any],
     distances: list[float],
     resumed: bool,
     seconds: float,
@@ -953,9 +957,7 @@ def _run_record(
         "gate": ctx.gate.to_dict(),
         "counts": {
             "wanted_per_label": cfg.per_label,
-            "written": written,
-            "rejected": rejected,
-            "candidates": candidates,
+            **counts,  # written, rejected, candidates per label; by_round: candidates and rejected per round
             "rounds": 1 + max((i.round for i in items), default=0),
             "items": len(items),
         },

@@ -92,14 +92,21 @@ def test_unknown_option_is_an_error(runner, cxr_dataset):
     assert done.exit_code != 0 and "No such option" in done.output
 
 
-def test_demo_runs_the_existing_stages_and_names_the_missing_ones(runner, tmp_path):
-    done = runner.invoke(cli, ["demo", "--out", str(tmp_path / "demo"), "--invert-images", "4", "--invert-steps", "5"])
+def test_demo_runs_the_main_job_end_to_end(runner, tmp_path):
+    """The whole job at toy sizes: phantoms, demo generator, guides, inversion, k-same, gated PLAN, report."""
+    out = tmp_path / "demo"
+    done = runner.invoke(cli, ["demo", "--out", str(out), "--patients", "40", "--guide-epochs", "1",
+                               "--invert-steps", "2", "--per-label", "4", "--optim-steps", "2"])  # fmt: skip
     assert done.exit_code == 0, done.output
-    assert (tmp_path / "demo" / "data-cxr" / "metadata.csv").is_file()
-    assert (tmp_path / "demo" / "samples.png").is_file()
-    assert (tmp_path / "demo" / "latents-train.safetensors").is_file()
-    assert "400 from 100 identities" in done.output and "inverting 4 training images" in done.output
-    assert "not implemented yet: the generation pipeline, evaluation and report" in done.output
+    assert "[7/7]" in done.output and "report:" in done.output
+    for name in ("data-cxr/metadata.csv", "samples.png", "latents-train.safetensors", "guides/identity.json",
+                 "synthetic/manifest.csv", "synthetic/run.json", "synthetic/DATASET_CARD.md", "walk_strip.png",
+                 "walk_distance.png", "synthetic.png", "report.md", "demo.json"):  # fmt: skip
+        assert (out / name).is_file(), name
+    run = json.loads((out / "synthetic" / "run.json").read_text())
+    assert run["config"]["method"] == "ksame-plan" and run["counts"]["written"] == {"normal": 4, "tb": 4}
+    report = (out / "report.md").read_text()
+    assert "Round 0 of the PLAN run" in report and "![walk](walk_strip.png)" in report
 
 
 def test_gan_train_cli_trains_on_the_train_split(runner, cxr_dataset, tmp_path):
