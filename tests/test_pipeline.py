@@ -331,13 +331,20 @@ def test_input_mismatches_are_clear_errors(chain, cxr_dataset, fundus_dataset, t
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not empty"):
         generate(_cfg(chain), foreign)
-    if os.geteuid() != 0:  # root writes anywhere
-        locked = tmp_path / "locked"
-        locked.mkdir()
-        locked.chmod(0o500)
-        with pytest.raises(ConfigError, match="cannot write"):
-            generate(_cfg(chain), locked / "out")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="cannot write"):  # works as root too, unlike a read-only folder
+        generate(_cfg(chain), blocker / "out")
     assert not out.exists()
+
+
+def test_real_images_smaller_than_the_generator_are_refused(cxr_dataset):
+    from latentwalk.data import open_dataset
+    from latentwalk.pipeline import _check_dataset_size
+
+    _check_dataset_size(open_dataset(cxr_dataset), 32)
+    with pytest.raises(ConfigError, match=r"smaller than the generator's 64 px \(e.g. 32x32\)"):
+        _check_dataset_size(open_dataset(cxr_dataset), 64)
 
 
 def test_walk_command_writes_strip_plot_and_json(chain, tmp_path):
