@@ -30,12 +30,13 @@ class DemoConfig:
     kind: str = "cxr"
     patients: int = 100  # phantom patients (4 images each; 70% train)
     guide_epochs: int = 30  # per guide model
-    invert_steps: int = 60  # per training image
+    invert_steps: int = 50  # per training image
     k: int = 5
     per_label: int = 32  # synthetic images per label
     n_steps: int = 10  # points per path (8 written)
     optim_steps: int = 100  # PLAN Adam steps per path
     walk_steps: int = 16  # points of the linear-vs-PLAN picture
+    eval_epochs: int = 10  # evaluation: utility classifiers (2 seeds) and the re-identification model
     seed: int = 0
     device: str = "auto"
 
@@ -96,15 +97,15 @@ def run_demo(
     latents = out / "latents-train.safetensors"
     synth = out / "synthetic"
 
-    with _stage(say, times, "data", f"[1/7] phantom {cfg.kind} dataset -> {data_dir}"):
+    with _stage(say, times, "data", f"[1/8] phantom {cfg.kind} dataset -> {data_dir}"):
         phantoms = PhantomConfig(kind=cfg.kind, identities=cfg.patients, seed=cfg.seed)
         index = write_phantom_dataset(phantoms, data_dir, overwrite=True, progress=progress)
         summary = format_summary(summarize(index, check_images(index, progress=progress)))
         say("      " + summary.replace("\n", "\n      "))
-    with _stage(say, times, "generator", f"[2/7] generator demo:{cfg.kind} -> {out / 'samples.png'}"):
+    with _stage(say, times, "generator", f"[2/8] generator demo:{cfg.kind} -> {out / 'samples.png'}"):
         G = gan_zoo.load(f"demo:{cfg.kind}", device=device)
         save_grid(sample_images(G, 32, seed=cfg.seed), out / "samples.png", nrow=8)
-    with _stage(say, times, "guides", f"[3/7] identity and class guides ({cfg.guide_epochs} epochs) -> {guides_dir}"):
+    with _stage(say, times, "guides", f"[3/8] identity and class guides ({cfg.guide_epochs} epochs) -> {guides_dir}"):
         res = train_guides(index, guides_dir, GuideConfig(epochs=cfg.guide_epochs, seed=cfg.seed),
                            resolution=G.img_resolution, channels=G.img_channels, device=device, overwrite=True,
                            progress=progress)  # fmt: skip
@@ -112,7 +113,7 @@ def run_demo(
         say(f"      identity accuracy (held-out images of training patients) {ident.get('val_accuracy', 0):.3f}; "
             f"class accuracy (validation patients) {klass.get('val_accuracy', 0):.3f}")  # fmt: skip
     train = index.subset("train")
-    with _stage(say, times, "invert", f"[4/7] inverting {len(train)} training images ({cfg.invert_steps} steps)"):
+    with _stage(say, times, "invert", f"[4/8] inverting {len(train)} training images ({cfg.invert_steps} steps)"):
         with warnings.catch_warnings():  # no LPIPS weights offline: the fallback is recorded in the latents' JSON
             warnings.simplefilter("ignore", UserWarning)
             invert_dataset(G, train, latents, InvertConfig(steps=cfg.invert_steps, batch=64, seed=cfg.seed),
@@ -132,13 +133,13 @@ def run_demo(
         device=cfg.device,
     )
     n_labels = len(index.label_names)
-    with _stage(say, times, "generate", f"[5/7] k-same (k={cfg.k}) + PLAN: {cfg.per_label} images x {n_labels} "
+    with _stage(say, times, "generate", f"[5/8] k-same (k={cfg.k}) + PLAN: {cfg.per_label} images x {n_labels} "
                 f"labels -> {synth}"):  # fmt: skip
         result = generate(gen_cfg, synth, overwrite=True, progress=progress, echo=lambda m: say("      " + m))
-    with _stage(say, times, "baseline", "[6/7] the same k-same centroid pairs walked in straight lines"):
+    with _stage(say, times, "baseline", "[6/8] the same k-same centroid pairs walked in straight lines"):
         base = generate(GenerateConfig(**{**gen_cfg.to_dict(), "optim_steps": 0, "gate_threshold": 0.0}),
                         out / "baseline-linear", overwrite=True, progress=progress)  # fmt: skip
-    walk_text = f"[7/7] linear vs PLAN walk between two k-same centroids -> {out / 'walk_strip.png'}"
+    walk_text = f"[7/8] linear vs PLAN walk between two k-same centroids -> {out / 'walk_strip.png'}"
     with _stage(say, times, "walk", walk_text):
         from latentwalk.gate import build_gate
         from latentwalk.pipeline import _ksame_centroids, real_reference
@@ -156,8 +157,18 @@ def run_demo(
         save_walk(walk, out)
         rows = sorted((synth / "images").rglob("*.png"))
         _grid(out / "synthetic.png", rows[:: max(1, len(rows) // 32)][:32])
+    evaluation = out / "evaluation"
+    with _stage(say, times, "evaluate", f"[8/8] evaluation (privacy, fidelity, utility) -> {evaluation}"):
+        from latentwalk.evaluate.run import EvalConfig, evaluate
+
+        ecfg = EvalConfig(guides=str(guides_dir), utility_epochs=cfg.eval_epochs, utility_seeds=(0, 1),
+                          reid_epochs=cfg.eval_epochs, seed=cfg.seed, device=cfg.device)  # fmt: skip
+        with warnings.catch_warnings():  # small-sample FID warnings are recorded in the report's notes
+            warnings.simplefilter("ignore")
+            ev = evaluate(data_dir, synth, evaluation, ecfg, walk_dir=out, progress=progress)
     total = round(time.perf_counter() - started, 1)
     figures = _figures(result, base, walk, res, total, times)
+    figures["evaluation"] = _evaluation_summary(ev.metrics)
     write_json(out / "demo.json", figures)
     atomic_write_text(out / "report.md", _report(cfg, figures, out, synth))
     say(f"done in {total:.0f}s; report: {out / 'report.md'}; synthetic dataset: {synth}")
@@ -203,8 +214,25 @@ def _figures(result, base, walk, guides_res, total, times) -> dict[str, Any]:
     }
 
 
+def _num(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _evaluation_summary(m: dict[str, Any]) -> dict[str, Any]:
+    """The few evaluation figures the demo report quotes (the full set is in evaluation/metrics.json)."""
+    u = m["utility"]["mean"]
+    ident = m["privacy"].get("identity", {})
+    return {
+        "tstr_accuracy": {k: u[k]["accuracy"] for k in u},
+        "mia_generator_auc": ident.get("mia_generator", {}).get("auc"),
+        "mia_classifier_auc": {k: v["auc"] for k, v in m["membership_inference"].items()},
+        "reid_match_rate": m["reidentification"].get("syn_match_rate"),
+        "dcr_p_closer": ident.get("dcr", {}).get("p_closer"),
+    }
+
+
 def _report(cfg: DemoConfig, f: dict[str, Any], out: Path, synth: Path) -> str:
-    g, p, lb, w = f["gate"], f["plan"], f["linear_baseline"], f["walk"]
+    g, p, lb, w, e = f["gate"], f["plan"], f["linear_baseline"], f["walk"], f["evaluation"]
     stages = ", ".join(f"{k} {v:.0f}s" for k, v in f["stage_seconds"].items())
     return "\n".join(
         [
@@ -223,6 +251,7 @@ def _report(cfg: DemoConfig, f: dict[str, Any], out: Path, synth: Path) -> str:
             "4. PLAN walks between same-label k-same centroids, every image through the privacy gate "
             "(`synthetic/`: images, manifest.csv, run.json, DATASET_CARD.md).",
             "5. The same centroid pairs walked in straight lines, without the gate (`baseline-linear/`).",
+            "6. The synthetic dataset evaluated against the real one (`evaluation/`).",
             "",
             "## Privacy gate",
             "",
@@ -242,6 +271,15 @@ def _report(cfg: DemoConfig, f: dict[str, Any], out: Path, synth: Path) -> str:
             f"{p.get('median', float('nan')):.4g} |",
             f"| straight lines, same pairs (ungated) | {lb.get('n', 0)} | {lb.get('min', float('nan')):.4g} | "
             f"{lb.get('median', float('nan')):.4g} |",
+            "",
+            "## Evaluation",
+            "",
+            f"Full report: `evaluation/report.md` (and `report.html`, `metrics.json`). Identity space: DCR "
+            f"p_closer {_num(e['dcr_p_closer'])} (0.5 = synthetic images no closer to training patients than unseen "
+            f"patients are), membership inference through the synthetic set AUC {_num(e['mia_generator_auc'])} "
+            f"(0.5 = ideal), re-identification match rate {_num(e['reid_match_rate'])}. A classifier trained on the "
+            f"synthetic images reaches accuracy {_num(e['tstr_accuracy'].get('synthetic'))} on real test patients "
+            f"(trained on the real training images: {_num(e['tstr_accuracy'].get('real'))}).",
             "",
             "## Synthetic images",
             "",

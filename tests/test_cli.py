@@ -96,12 +96,14 @@ def test_demo_runs_the_main_job_end_to_end(runner, tmp_path):
     """The whole job at toy sizes: phantoms, demo generator, guides, inversion, k-same, gated PLAN, report."""
     out = tmp_path / "demo"
     done = runner.invoke(cli, ["demo", "--out", str(out), "--patients", "40", "--guide-epochs", "1",
-                               "--invert-steps", "2", "--per-label", "4", "--optim-steps", "2"])  # fmt: skip
+                               "--invert-steps", "2", "--per-label", "4", "--optim-steps", "2",
+                               "--eval-epochs", "1"])  # fmt: skip
     assert done.exit_code == 0, done.output
-    assert "[7/7]" in done.output and "report:" in done.output
+    assert "[8/8]" in done.output and "report:" in done.output
     for name in ("data-cxr/metadata.csv", "samples.png", "latents-train.safetensors", "guides/identity.json",
                  "synthetic/manifest.csv", "synthetic/run.json", "synthetic/DATASET_CARD.md", "walk_strip.png",
-                 "walk_distance.png", "synthetic.png", "report.md", "demo.json"):  # fmt: skip
+                 "walk_distance.png", "synthetic.png", "report.md", "demo.json", "evaluation/metrics.json",
+                 "evaluation/report.html"):  # fmt: skip
         assert (out / name).is_file(), name
     run = json.loads((out / "synthetic" / "run.json").read_text())
     assert run["config"]["method"] == "ksame-plan" and run["counts"]["written"] == {"normal": 4, "tb": 4}

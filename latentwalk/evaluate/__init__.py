@@ -1,0 +1,3 @@
+"""Evaluation of a synthetic dataset: privacy, fidelity, utility, report."""
+
+from __future__ import annotations

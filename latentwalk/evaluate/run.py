@@ -1,0 +1,429 @@
+"""``latentwalk evaluate``: is a synthetic dataset useful, and does it betray the real patients?
+
+R = real training images (the members: the generator and guides learnt from them), H = real held-out images (the
+test split: patients nobody trained on), S = the synthetic images. Every figure lands in ``metrics.json``; the report
+(``report.md``, a self-contained ``report.html``) shows the summary, grids of synthetic images beside their nearest
+real ones, and the metric definitions.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from latentwalk.config import StageConfig
+from latentwalk.errors import ConfigError, DataError, MissingWeightsError
+
+__all__ = ["SPACES", "EvalConfig", "EvalResult", "read_synthetic", "evaluate"]
+
+SPACES = ("identity", "lpips", "ssim", "pixels")
+_METRIC = {"identity": "cosine", "lpips": "sqeuclidean", "pixels": "euclidean"}
+
+
+@dataclass(frozen=True)
+class EvalConfig(StageConfig):
+    """Options of ``latentwalk evaluate``; the single source of defaults for the API and the CLI."""
+
+    STAGE: ClassVar[str] = "evaluation"
+
+    guides: str | None = None  # guides folder: identity space, domain features for FID/PRDC; None = skip those
+    layout: str = "auto"  # real dataset layout
+    spaces: tuple[str, ...] = SPACES  # distance spaces for the privacy metrics (lpips needs AlexNet's weights)
+    collision_percentile: float = 5.0  # collision threshold: this percentile of real nearest-other-patient distances
+    utility_epochs: int = 30  # classifier epochs, per seed and source
+    utility_seeds: tuple[int, ...] = (0, 1, 2)
+    reid_epochs: int = 30  # epochs of the independent re-identification model
+    reid_seed: int = 101  # its seed (the guides use 0 by default)
+    lpips_weights: str | None = None  # AlexNet backbone file for LPIPS; None = $LATENTWALK_WEIGHTS_DIR / torch cache
+    inception_weights: str | None = None  # pt_inception-2015-12-05-6726825d.pth; None = search; absent = skipped
+    kid_subsets: int = 100
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        spaces = tuple(self.spaces) if isinstance(self.spaces, (list, tuple)) else None
+        if not spaces or any(s not in SPACES for s in spaces):
+            raise ConfigError(f"spaces must be some of {', '.join(SPACES)}, got {self.spaces!r}")
+        object.__setattr__(self, "spaces", spaces)
+        seeds = tuple(self.utility_seeds) if isinstance(self.utility_seeds, (list, tuple)) else None
+        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+            raise ConfigError(f"utility_seeds must be one or more integers >= 0, got {self.utility_seeds!r}")
+        object.__setattr__(self, "utility_seeds", seeds)
+        for name in ("utility_epochs", "reid_epochs", "kid_subsets"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if not (isinstance(self.collision_percentile, (int, float)) and 0 < self.collision_percentile < 100):
+            raise ConfigError(f"collision_percentile must be in (0, 100), got {self.collision_percentile!r}")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Where the report went and the metrics as written to ``metrics.json``."""
+
+    out_dir: Path
+    metrics: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inputs.
+
+
+def read_synthetic(folder: str | os.PathLike) -> tuple[Tensor, Tensor, list[dict[str, str]]]:
+    """A synthetic dataset written by ``latentwalk generate`` (or any ``images/<label>/*.png`` folder).
+
+    Returns:
+        ``(images [N, C, R, R] float32 in [-1, 1], labels [N] int64, manifest rows)`` in manifest order (or sorted
+        file order without a manifest).
+
+    Raises:
+        DataError: no images, unreadable files, mixed sizes or channels, or a manifest naming absent files.
+    """
+    import numpy as np
+    from PIL import Image
+
+    root = Path(folder)
+    manifest = root / "manifest.csv"
+    if manifest.is_file():
+        with manifest.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        for column in ("file", "label"):
+            if rows and column not in rows[0]:
+                raise DataError(f"{manifest} has no '{column}' column; it is not a latentwalk manifest")
+    else:
+        files = sorted((root / "images").glob("*/*.png"))
+        rows = [{"file": p.relative_to(root).as_posix(), "label": p.parent.name} for p in files]
+    if not rows:
+        raise DataError(f"no synthetic images in {root}; expected manifest.csv and images/<label>/*.png")
+    images, labels = [], []
+    for row in rows:
+        path = root / row["file"]
+        try:
+            with Image.open(path) as im:
+                arr = np.array(im)
+        except (OSError, ValueError) as e:
+            raise DataError(f"synthetic image {path} is missing or unreadable ({e})") from None
+        t = torch.from_numpy(arr)
+        images.append((t[None] if t.ndim == 2 else t.permute(2, 0, 1)[:3]).float() / 127.5 - 1)
+        try:
+            labels.append(int(row["label"]))
+        except ValueError:
+            raise DataError(f"{manifest}: label {row['label']!r} of {row['file']} is not a class index") from None
+    shapes = {tuple(t.shape) for t in images}
+    if len(shapes) != 1:
+        raise DataError(f"synthetic images in {root} have different shapes {sorted(shapes)}; they must share one")
+    return torch.stack(images), torch.tensor(labels, dtype=torch.long), rows
+
+
+@dataclass
+class _Data:
+    train: Tensor  # [R, C, H, W]
+    train_labels: Tensor
+    train_patients: list[str]
+    holdout: Tensor  # [H, C, H, W]
+    holdout_labels: Tensor
+    syn: Tensor
+    syn_labels: Tensor
+    rows: list[dict[str, str]]
+    label_names: tuple[str, ...]
+    holdout_split: str
+
+
+def _load(real_dir: Path, syn_dir: Path, cfg: EvalConfig, progress: bool) -> _Data:
+    from latentwalk.data import open_dataset
+    from latentwalk.data.preprocess import load_tensors
+
+    syn, syn_labels, rows = read_synthetic(syn_dir)
+    index = open_dataset(real_dir, cfg.layout)
+    res, ch = syn.shape[-1], syn.shape[1]
+    train = index.subset("train")
+    if len(train) == 0:
+        raise DataError(f"{real_dir} has no train split; split it first (latentwalk data split)")
+    train.require_identities("the evaluation (members and re-identification)")
+    split = "test" if len(index.subset("test")) else "val"
+    holdout = index.subset(split)
+    if len(holdout) == 0:
+        raise DataError(f"{real_dir} has neither a test nor a val split for held-out (non-member) patients")
+    if int(syn_labels.max()) >= len(index.label_names) or int(syn_labels.min()) < 0:
+        raise DataError(
+            f"synthetic labels go up to {int(syn_labels.max())} but the real dataset has {len(index.label_names)} "
+            "classes; evaluate against the dataset the synthetic set was made from"
+        )
+    x_tr, y_tr = load_tensors(train, res, channels=ch, progress=progress)
+    x_ho, y_ho = load_tensors(holdout, res, channels=ch, progress=progress)
+    return _Data(x_tr, y_tr, [r.identity for r in train.records], x_ho, y_ho, syn, syn_labels, rows,
+                 tuple(index.label_names), split)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Spaces.
+
+
+def _embedders(cfg: EvalConfig, guides: Any, device: torch.device, notes: list[str]) -> dict[str, Callable]:
+    from latentwalk.distances import LpipsEmbedding
+
+    out: dict[str, Callable] = {}
+    for space in cfg.spaces:
+        if space == "identity":
+            if guides is None:
+                notes.append("identity space skipped: no --guides given")
+                continue
+            out[space] = lambda x, net=guides.identity: _batched(net.embed, x, device)
+        elif space == "lpips":
+            from latentwalk.weights import lpips_model
+
+            try:
+                net = lpips_model("alex", cfg.lpips_weights, device=device)
+            except MissingWeightsError as e:
+                notes.append(f"LPIPS space skipped: {e}")
+                continue
+            emb = LpipsEmbedding(net)
+            out[space] = lambda x, emb=emb: _batched(emb, x, device)
+        elif space == "pixels":
+            out[space] = lambda x: x.flatten(1).double()
+        else:
+            out[space] = lambda x: x  # ssim works on images
+    return out
+
+
+@torch.no_grad()
+def _batched(fn: Callable, x: Tensor, device: torch.device, batch: int = 128) -> Tensor:
+    return torch.cat([fn(part.to(device)).double().cpu() for part in x.split(batch)])
+
+
+def _ssim_nearest(a: Tensor, b: Tensor, a_groups=None, b_groups=None) -> tuple[Tensor, Tensor]:
+    """Nearest rows of ``b`` for ``a`` in 1 - SSIM, excluding same-group pairs when groups are given."""
+    from latentwalk.distances import ssim_matrix
+
+    dist = 1.0 - torch.cat([ssim_matrix(part, b) for part in a.split(64)])  # [N, M]
+    if a_groups is not None:
+        same = torch.tensor([[x == y for y in b_groups] for x in a_groups])
+        dist = dist.masked_fill(same, math.inf)
+    d, i = dist.min(dim=1)
+    return d, i
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The run.
+
+
+def evaluate(
+    real_dir: str | os.PathLike,
+    synthetic_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: EvalConfig | None = None,
+    *,
+    walk_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> EvalResult:
+    """Evaluate ``synthetic_dir`` against the real dataset ``real_dir``; write the report to ``out_dir``.
+
+    Args:
+        real_dir: the real dataset (with train and test splits and patient identities).
+        synthetic_dir: the output of ``latentwalk generate`` (or any ``images/<label>/*.png`` folder).
+        out_dir: report folder (created; files in it are replaced).
+        cfg: options; ``None`` = defaults.
+        walk_dir: optional output of ``latentwalk walk`` whose linear-vs-PLAN distance plot joins the report.
+        progress: progress bars.
+        echo: ``callable(str)`` for one-line messages.
+
+    Returns:
+        :class:`EvalResult`.
+
+    Raises:
+        DataError: unusable datasets; ConfigError: bad options; MissingWeightsError: an explicitly named weights file
+            that does not exist.
+    """
+    from latentwalk.devices import resolve_device
+    from latentwalk.evaluate import fidelity, privacy, utility
+    from latentwalk.evaluate.report import write_report
+    from latentwalk.guides import load_guides
+
+    cfg = EvalConfig() if cfg is None else cfg
+    say = echo if echo is not None else (lambda _m: None)
+    started = time.perf_counter()
+    device = resolve_device(cfg.device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = _load(Path(real_dir), Path(synthetic_dir), cfg, progress)
+    guides = load_guides(cfg.guides, device=device) if cfg.guides else None
+    notes: list[str] = []
+    if data.syn.shape[0] < 2:
+        raise DataError("the synthetic set has fewer than 2 images; there is nothing to evaluate")
+    say(
+        f"real: {len(data.train)} training images ({len(set(data.train_patients))} patients), {len(data.holdout)} "
+        f"held-out ({data.holdout_split}); synthetic: {len(data.syn)} images"
+    )
+    metrics: dict[str, Any] = {
+        "counts": {
+            "train": len(data.train),
+            "train_patients": len(set(data.train_patients)),
+            "holdout": len(data.holdout),
+            "holdout_split": data.holdout_split,
+            "synthetic": len(data.syn),
+            "synthetic_per_label": {name: int((data.syn_labels == i).sum()) for i, name in enumerate(data.label_names)},
+        },
+        "label_names": list(data.label_names),
+    }
+
+    # privacy in every space
+    say("privacy: nearest-real distances, collisions, DCR, NNDR, identifiability, authenticity, C_T, MIA")
+    embedders = _embedders(cfg, guides, device, notes)
+    spaces: dict[str, Any] = {}
+    pairs: dict[str, list] = {}
+    dists: dict[str, tuple[list[float], list[float]]] = {}
+    for space, embed in embedders.items():
+        spaces[space], pairs[space], dists[space] = _privacy_space(space, embed, data, cfg, privacy)
+    metrics["privacy"] = spaces
+
+    # utility (TSTR), and the membership-inference attack on the downstream classifier
+    say(f"utility: train on real / on synthetic, test on real {data.holdout_split} ({len(cfg.utility_seeds)} seeds)")
+    ucfg = utility.UtilityConfig(epochs=cfg.utility_epochs, seeds=cfg.utility_seeds)
+    n_classes = len(data.label_names)
+    real_train, real_test = (data.train, data.train_labels), (data.holdout, data.holdout_labels)
+    ures = utility.tstr(real_train, (data.syn, data.syn_labels), real_test, n_classes, ucfg, device, progress)
+    metrics["utility"] = ures.to_dict()
+    mia = {}
+    for source, model in ures.models.items():
+        member = utility.per_sample_loss(model, data.train, data.train_labels)
+        nonmember = utility.per_sample_loss(model, data.holdout, data.holdout_labels)
+        mia[f"classifier_trained_on_{source}"] = privacy.mia_loss(member, nonmember)
+    metrics["membership_inference"] = mia
+
+    # re-identification with an identity model trained independently of the guides
+    say("re-identification: an independent identity model on held-out images and on synthetic images")
+    metrics["reidentification"] = _reidentify(data, cfg, device, progress, privacy)
+
+    # fidelity
+    say("fidelity: FID / KID / precision-recall-density-coverage")
+    metrics["fidelity"] = _fidelity(data, cfg, guides, device, notes, fidelity)
+
+    metrics["notes"] = notes
+    metrics["config"] = {**cfg.to_dict(), "guides": "<given>" if cfg.guides else None}
+    metrics["seconds"] = round(time.perf_counter() - started, 1)
+    write_report(out, metrics, data, pairs, dists, walk_dir=walk_dir)
+    say(f"report: {out / 'report.md'} and {out / 'report.html'}; figures: {out / 'metrics.json'}")
+    return EvalResult(out, metrics)
+
+
+def _privacy_space(
+    space: str, embed: Callable, data: _Data, cfg: EvalConfig, privacy: Any
+) -> tuple[dict, list, tuple[list[float], list[float]]]:
+    """Every privacy figure in one space, the closest (synthetic, real) pairs to show, and the nearest-training
+    distances of the synthetic and held-out images (for the DCR histogram)."""
+    import numpy as np
+
+    patients = data.train_patients
+    if space == "ssim":
+        d_syn, i_syn = _ssim_nearest(data.syn, data.train)
+        d_real, _ = _ssim_nearest(data.train, data.train, patients, patients)
+        d_hold, _ = _ssim_nearest(data.holdout, data.train)
+        threshold = float(np.percentile(d_real.numpy(), cfg.collision_percentile))
+        order = torch.argsort(d_syn)[:8]
+        result = {
+            "metric": "1 - SSIM",
+            "mml": float(d_syn.mean()),
+            "min": float(d_syn.min()),
+            "median": float(d_syn.median()),
+            "threshold": threshold,
+            "collisions": int((d_syn < threshold).sum()),
+            "collision_fraction": float((d_syn < threshold).float().mean()),
+            "dcr_holdout_median": float(d_hold.median()),
+            "dcr_p_closer": privacy.auc_score(-d_syn, -d_hold),
+        }
+        return result, [(int(s), int(i_syn[s]), float(d_syn[s])) for s in order], (d_syn.tolist(), d_hold.tolist())
+    metric = _METRIC[space]
+    e_tr, e_ho, e_sy = embed(data.train), embed(data.holdout), embed(data.syn)
+    from latentwalk.distances import nearest
+
+    d_real = nearest(e_tr, e_tr, k=1, metric=metric, a_groups=patients, b_groups=patients)[0][:, 0]
+    threshold = float(np.percentile(d_real.numpy(), cfg.collision_percentile))
+    col = privacy.collisions(e_sy, e_tr, metric, threshold)
+    result = {
+        "metric": metric,
+        "mml": privacy.mml(e_sy, e_tr, metric),
+        "threshold": threshold,
+        "collisions": col,
+        "dcr": privacy.dcr(e_sy, e_tr, e_ho, metric),
+        "nndr": privacy.nndr(e_sy, e_tr, metric, holdout=e_ho),
+        "identifiability": privacy.identifiability(e_tr, e_sy, metric, train_groups=patients),
+        "authenticity": privacy.authenticity(e_tr, e_sy, metric, train_groups=patients),
+        "mia_generator": privacy.mia_distance(e_tr, e_ho, e_sy, metric),
+    }
+    if space in ("identity", "lpips"):
+        try:
+            cells = max(1, min(10, len(e_sy) // 20))  # the test needs >= 20 synthetic points in a cell
+            result["data_copying"] = privacy.data_copying(e_tr, e_ho, e_sy, metric=metric, n_cells=cells,
+                                                          seed=cfg.seed)  # fmt: skip
+        except (DataError, ConfigError) as e:
+            result["data_copying"] = {"skipped": str(e)}
+    d_syn = nearest(e_sy, e_tr, k=1, metric=metric)[0][:, 0].tolist()
+    d_hold = nearest(e_ho, e_tr, k=1, metric=metric)[0][:, 0].tolist()
+    return result, [(int(s), int(r), float(d)) for s, r, d in col["closest_pairs"]], (d_syn, d_hold)
+
+
+def _reidentify(data: _Data, cfg: EvalConfig, device: torch.device, progress: bool, privacy: Any) -> dict:
+    """Train a fresh identity model (seed ``reid_seed``, wider CNN) on all but one image of each training patient."""
+    from latentwalk.guides import GuideConfig, _fit, build_guide
+
+    order = sorted(set(data.train_patients))
+    pid = torch.tensor([order.index(p) for p in data.train_patients])
+    held, seen = [], set()
+    for row in range(len(pid) - 1, -1, -1):  # the last image of each patient with at least two images
+        p = int(pid[row])
+        if p not in seen and int((pid == p).sum()) >= 2:
+            held.append(row)
+            seen.add(p)
+    if not held:
+        return {"skipped": "every training patient has a single image: no held-out image to calibrate against"}
+    held_t = torch.tensor(sorted(held))
+    train_rows = torch.tensor([r for r in range(len(pid)) if r not in set(held)])
+    gcfg = GuideConfig(epochs=cfg.reid_epochs, seed=cfg.reid_seed, width=48)
+    res, ch = data.train.shape[-1], data.train.shape[1]
+    model = build_guide("cnn", in_channels=ch, n_classes=len(order), resolution=res, width=48)
+    _fit(model, data.train, pid, train_rows, gcfg, "reid", device, progress)
+    model.eval()
+    with torch.no_grad():
+        probs = lambda x: torch.cat([model(p.to(device)).softmax(1).cpu() for p in x.split(256)])  # noqa: E731
+        out = privacy.reidentification(probs(data.syn), probs(data.train[held_t]), pid[held_t])
+    out["model"] = f"GuideCNN width 48, seed {cfg.reid_seed}, {cfg.reid_epochs} epochs (independent of the guides)"
+    return out
+
+
+def _fidelity(data: _Data, cfg: EvalConfig, guides: Any, device: torch.device, notes: list[str], fid: Any) -> dict:
+    out: dict[str, Any] = {}
+
+    def report(key: str, f_real: Tensor, f_syn: Tensor, name: str) -> None:
+        try:
+            out[key] = fid.fidelity_report(f_real, f_syn, extractor_name=name, kid_subsets=cfg.kid_subsets,
+                                           seed=cfg.seed)  # fmt: skip
+        except DataError as e:  # e.g. too few images for the k-NN metrics
+            notes.append(f"fidelity on {name} skipped: {e}")
+
+    if guides is not None:
+        f_real = fid.features(data.train, guides.classifier.embed)
+        f_syn = fid.features(data.syn, guides.classifier.embed)
+        report("class_guide", f_real, f_syn, "class guide embedding (domain)")
+    try:
+        inception = fid.InceptionFeatures(cfg.inception_weights, device=device)
+    except MissingWeightsError as e:
+        notes.append(f"Inception FID/KID skipped: {e}")
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            f_real, f_syn = inception(data.train), inception(data.syn)
+        report("inception", f_real, f_syn, "InceptionV3 pool3 (pytorch-fid)")
+    if not out and guides is None:
+        notes.append("fidelity skipped: neither guides nor Inception weights were available")
+    return out
