@@ -42,6 +42,7 @@ class EvalConfig(StageConfig):
     collision_percentile: float = 5.0  # collision threshold: this percentile of real nearest-other-patient distances
     utility_epochs: int = 30  # classifier epochs, per seed and source
     utility_seeds: tuple[int, ...] = (0, 1, 2)
+    utility_real: bool = True  # also train on the real training split (the baseline row; same for every synthetic set)
     reid_epochs: int = 30  # epochs of the independent re-identification model
     reid_seed: int = 101  # its seed (the guides use 0 by default)
     lpips_weights: str | None = None  # AlexNet backbone file for LPIPS; None = $LATENTWALK_WEIGHTS_DIR / torch cache
@@ -63,6 +64,8 @@ class EvalConfig(StageConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.utility_real, bool):
+            raise ConfigError(f"utility_real must be true or false, got {self.utility_real!r}")
         if not (isinstance(self.collision_percentile, (int, float)) and 0 < self.collision_percentile < 100):
             raise ConfigError(f"collision_percentile must be in (0, 100), got {self.collision_percentile!r}")
 
@@ -291,7 +294,8 @@ def evaluate(
     say(f"utility: train on real / on synthetic, test on real {data.holdout_split} ({len(cfg.utility_seeds)} seeds)")
     ucfg = utility.UtilityConfig(epochs=cfg.utility_epochs, seeds=cfg.utility_seeds)
     n_classes = len(data.label_names)
-    real_train, real_test = (data.train, data.train_labels), (data.holdout, data.holdout_labels)
+    real_train = (data.train, data.train_labels) if cfg.utility_real else None
+    real_test = (data.holdout, data.holdout_labels)
     ures = utility.tstr(real_train, (data.syn, data.syn_labels), real_test, n_classes, ucfg, device, progress)
     metrics["utility"] = ures.to_dict()
     mia = {}
