@@ -673,7 +673,8 @@ def _generate_values(config_file: Path | None, options: dict) -> tuple[dict, Pat
 
     values = load_config_file(config_file) if config_file is not None else {}
     out = values.pop("out", None)
-    out = Path(out) if out is None or Path(out).is_absolute() else config_file.parent / out
+    if out is not None:
+        out = Path(out) if Path(out).is_absolute() else config_file.parent / out
     for key, value in options.items():
         if value is None:
             continue

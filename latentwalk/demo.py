@@ -156,7 +156,8 @@ def run_demo(
                              plan_cfg=PlanConfig(optim_steps=cfg.optim_steps))  # fmt: skip
         save_walk(walk, out)
         rows = sorted((synth / "images").rglob("*.png"))
-        _grid(out / "synthetic.png", rows[:: max(1, len(rows) // 32)][:32])
+        if rows:
+            _grid(out / "synthetic.png", rows[:: max(1, len(rows) // 32)][:32])
     evaluation = out / "evaluation"
     with _stage(say, times, "evaluate", f"[8/8] evaluation (privacy, fidelity, utility) -> {evaluation}"):
         from latentwalk.evaluate.run import EvalConfig, evaluate

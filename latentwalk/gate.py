@@ -69,6 +69,13 @@ class Gate:
             return (1.0 - sim.max(dim=1).values).double().cpu()
         metric = "cosine" if self.space == "identity" else "sqeuclidean"
         emb = self._embed(images)
+        if metric == "cosine":  # an all-zero embedding (ReLU features of e.g. a blank image) has no direction:
+            out = torch.ones(emb.shape[0], dtype=torch.float64)  # it resembles no patient (cosine distance 1)
+            keep = emb.norm(dim=1) > 0
+            if keep.any():
+                dist, _ = nearest(emb[keep], self._reference.to(emb.device), k=1, metric=metric)
+                out[keep.cpu()] = dist[:, 0].double().cpu()
+            return out
         dist, _ = nearest(emb, self._reference.to(emb.device), k=1, metric=metric)
         return dist[:, 0].double().cpu()
 
@@ -175,7 +182,8 @@ def build_gate(
     if space == "ssim":
         reference = real_images.float()
         sim = torch.cat([ssim_matrix(part, reference) for part in reference.split(_CHUNK)])  # [M, M]
-        same = torch.tensor([[a == b for b in patients] for a in patients], device=sim.device)
+        codes = torch.tensor([sorted(set(patients)).index(p) for p in patients], device=sim.device)
+        same = codes[:, None] == codes[None, :]  # [M, M]
         real_nn = (1.0 - sim.masked_fill(same, -math.inf).max(dim=1).values).double().cpu()
     else:
         reference = embed(real_images)

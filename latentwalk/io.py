@@ -29,6 +29,12 @@ __all__ = [
 ]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
     path = Path(path)
@@ -39,6 +45,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; a shared dataset must be readable as usual
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -102,6 +109,7 @@ def staged_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path
         raise
     if out.exists():
         shutil.rmtree(out)
+    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes a 0700 folder
     os.replace(stage, out)
 
 

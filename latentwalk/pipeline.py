@@ -77,6 +77,7 @@ MANIFEST_COLUMNS = (
 )
 WITHHELD = "<withheld>"
 _SAMPLE_BATCH = 64  # endpoint draws per pass (fixed: the drawn points depend on it)
+_PAIR_ORDER = 1 << 20  # the "round" slot of the seed that orders ksame-plan's centroid pairs (no real round reaches it)
 _MAX_GROWTH = 8  # a top-up round plans at most this many times the items of round 0 for a label
 
 
@@ -154,6 +155,7 @@ class GenerateConfig(StageConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
+            object.__setattr__(self, name, float(value))  # 1 and 1.0 are one configuration
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if not 0 < self.gate_percentile < 100:
@@ -165,6 +167,8 @@ class GenerateConfig(StageConfig):
         if w is None or len(w) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in w):
             raise ConfigError(f"weights must be three numbers (privacy, equidistance, class), got {self.weights!r}")
         object.__setattr__(self, "weights", tuple(float(x) for x in w))
+        if t is not None:
+            object.__setattr__(self, "gate_threshold", float(t))
         parse_keep(self.keep, self.n_steps)  # raises on a bad selection
 
     def check_inputs(self) -> None:
@@ -299,6 +303,7 @@ class _Context:
     amp: bool
     device: torch.device
     centroids: dict[int, Tensor] = field(default_factory=dict)  # ksame/ksame-plan: per label [groups, ...]
+    pairs: dict[int, Tensor] = field(default_factory=dict)  # ksame-plan: per label [pairs, 2] distinct group pairs
     ksame_summary: dict[str, Any] | None = None
 
 
@@ -306,16 +311,24 @@ def _per_item(ctx: _Context) -> int:
     return ctx.cfg.paths_per_item * len(ctx.keep)
 
 
-def plan_round(ctx: _Context, round_: int, stats: dict[int, tuple[int, int]]) -> list[Item]:
-    """Items of round ``round_`` given ``stats[label] = (accepted, candidates)`` of the earlier rounds."""
-    cfg, items = ctx.cfg, []
+def plan_round(
+    ctx: _Context, round_: int, stats: dict[int, tuple[int, int]], planned: dict[int, int] | None = None
+) -> list[Item]:
+    """Items of round ``round_`` given ``stats[label] = (accepted, candidates)`` and ``planned[label]`` (items) of
+    the earlier rounds.
+
+    ``ksame`` renders each group once, in round 0 (at most ``per_label`` groups per label). ``ksame-plan`` walks each
+    distinct pair of a label's groups at most once (a path between the same centroids is the same path): item ``j``
+    of a label takes the next ``paths_per_item`` pairs, and no item is planned once the pairs are used up.
+    """
+    cfg, items, planned = ctx.cfg, [], planned or {}
+    per = cfg.paths_per_item
     for label in ctx.labels:
         accepted, candidates = stats.get(label, (0, 0))
         if cfg.method == "ksame":
             if round_ > 0:
                 continue  # one image per group: there is nothing more to draw
-            n_groups = ctx.centroids[label].shape[0]
-            per = cfg.paths_per_item
+            n_groups = min(ctx.centroids[label].shape[0], cfg.per_label)
             for j, start in enumerate(range(0, n_groups, per)):
                 groups = tuple(range(start, min(start + per, n_groups)))
                 items.append(Item(0, label, j, item_seed(cfg.seed, 0, label, j), groups))
@@ -329,12 +342,27 @@ def plan_round(ctx: _Context, round_: int, stats: dict[int, tuple[int, int]]) ->
         else:
             rate = max(accepted / candidates, 0.05) if candidates else 1.0
             n = min(math.ceil(need / (_per_item(ctx) * rate)), _MAX_GROWTH * first)
+        if cfg.method == "ksame-plan":
+            done = planned.get(label, 0) * per  # pairs taken by earlier rounds
+            n_pairs = ctx.pairs[label].shape[0]
+            n = min(n, math.ceil(max(0, n_pairs - done) / per))
+            for j in range(n):
+                rows = tuple(range(done + j * per, min(done + (j + 1) * per, n_pairs)))
+                items.append(Item(round_, label, j, item_seed(cfg.seed, round_, label, j), rows))
+            continue
         items.extend(Item(round_, label, j, item_seed(cfg.seed, round_, label, j)) for j in range(n))
     return items
 
 
+def _distinct_pairs(n_groups: int, seed: int, label: int) -> Tensor:
+    """Every unordered pair of ``n_groups`` groups once, ``[n(n-1)/2, 2]``, in an order shuffled by (seed, label)."""
+    pairs = torch.combinations(torch.arange(n_groups), r=2)  # [P, 2], i < j
+    gen = torch.Generator().manual_seed(item_seed(seed, _PAIR_ORDER, label, 0))
+    return pairs[torch.randperm(pairs.shape[0], generator=gen)]
+
+
 def _endpoints(ctx: _Context, item: Item, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    from latentwalk.paths import pair_endpoints, sample_w
+    from latentwalk.paths import sample_w
 
     cfg, P = ctx.cfg, ctx.cfg.paths_per_item
     if cfg.method in ("linear", "plan"):
@@ -349,9 +377,8 @@ def _endpoints(ctx: _Context, item: Item, gen: torch.Generator) -> tuple[Tensor,
         )  # [2P, w_dim]
         return w[0::2], w[1::2]
     cents = ctx.centroids[item.label]  # [groups, ...]
-    labels = torch.full((cents.shape[0],), item.label, dtype=torch.long)
-    pairs = pair_endpoints(cents, labels, P, generator=gen)
-    return pairs.w_a, pairs.w_b
+    rows = ctx.pairs[item.label][list(item.groups)]  # [p, 2] distinct group pairs of this item
+    return cents[rows[:, 0]], cents[rows[:, 1]]
 
 
 def _run_item(ctx: _Context, item: Item) -> dict[str, Tensor]:
@@ -378,7 +405,7 @@ def _run_item(ctx: _Context, item: Item) -> dict[str, Tensor]:
                 amp=ctx.amp,
                 fused_modconv=False if _is_ours(ctx.G) else None,
             )
-            labels = torch.full((w_a.shape[0],), item.label, dtype=torch.long)
+            labels = torch.full((w_a.shape[0],), item.label, dtype=torch.long, device=w_a.device)
             paths = plan_paths(ctx.G, w_a, w_b, labels, ctx.guides.identity, ctx.guides.classifier, plan_cfg).ws
         keep = ctx.keep
     images = render_paths(ctx.G, paths[:, list(keep)].contiguous(), chunk=ctx.chunk)  # [P, S, C, R, R]
@@ -553,7 +580,7 @@ def _ksame_centroids(
         centroids[label] = points[rows].float()
     summary = result.to_dict()
     summary.pop("diagnostics", None)
-    return centroids, summary, hashlib.sha256(Path(cfg.latents).with_suffix(".safetensors").read_bytes()).hexdigest()
+    return centroids, summary, str(meta["latents_sha256"])
 
 
 def real_reference(index: Any, G: Any, split: str = "train", progress: bool = False) -> tuple[Tensor, list[str]]:
@@ -643,8 +670,11 @@ def _setup(cfg: GenerateConfig, world: _World, progress: bool, lpips_net: Any = 
         },
     }
     if cfg.method in ("ksame", "ksame-plan"):
-        ctx.centroids, ctx.ksame_summary, inputs["latents_sha256"] = _ksame_centroids(cfg, G, index, labels)
-    full = {"config": cfg.to_dict(), "inputs": inputs}
+        centroids, ctx.ksame_summary, inputs["latents_sha256"] = _ksame_centroids(cfg, G, index, labels)
+        ctx.centroids = {label: c.to(device) for label, c in centroids.items()}
+        ctx.pairs = {label: _distinct_pairs(c.shape[0], cfg.seed, label) for label, c in centroids.items()}
+    runtime = {"device_type": device.type, "amp": amp, "versions": _versions()}  # a resume must compute the same
+    full = {"config": cfg.to_dict(), "inputs": inputs, "runtime": runtime}
     fingerprint = hashlib.sha256(json.dumps(full, sort_keys=True, default=list).encode()).hexdigest()
     return _Setup(ctx, fingerprint, inputs, int(real.shape[0]))
 
@@ -668,15 +698,48 @@ def _diff_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in auto)
 
 
+def _holds_our_run(folder: Path) -> bool:
+    """True for a folder holding a latentwalk run (finished or not), or nothing at all."""
+    run = _read_json(folder / "run.json")
+    return (
+        not any(folder.iterdir())
+        or (run is not None and run.get("format") == RUN_FORMAT)
+        or (folder / WORK_DIR / "config.json").is_file()
+    )
+
+
+def check_out_dir(out: Path, cfg: GenerateConfig) -> None:
+    """Refuse an output folder that is one of the inputs or lies around one, or that cannot be written."""
+    target = out.resolve()
+    for name in ("data", "guides", "latents"):
+        value = getattr(cfg, name)
+        if not value:
+            continue
+        src = Path(value).resolve()
+        if target == src or target in src.parents or src in target.parents:
+            raise ConfigError(f"output folder {out} overlaps the {name} input {value}; write the dataset elsewhere")
+    if out.exists() and out.is_dir() and not os.access(out, os.W_OK):
+        raise ConfigError(f"cannot write into {out}; choose a writable output folder")
+    if not out.exists():
+        prepare_out_dir(out, overwrite=False)  # a file in the way, an unwritable parent
+
+
 def _open_out(out: Path, cfg: GenerateConfig, fingerprint: str, chunk: int, overwrite: bool) -> str:
     """Prepare ``out`` on rank 0; returns ``"new"``, ``"resume"`` or ``"done"``."""
     run = _read_json(out / "run.json")
     work = out / WORK_DIR / "config.json"
-    if overwrite and out.exists():
-        prepare_out_dir(out, overwrite=True)
+    if out.is_dir() and (out / WORK_DIR).is_dir() and not work.is_file():
+        shutil.rmtree(out / WORK_DIR)  # killed before its first record: nothing finished in it
+    if overwrite and out.is_dir():
+        if not _holds_our_run(out):
+            raise ConfigError(
+                f"{out} holds files that are not a latentwalk synthetic dataset; --overwrite only replaces "
+                "latentwalk outputs: choose another folder"
+            )
         shutil.rmtree(out)
     elif run is not None and run.get("format") == RUN_FORMAT:
         if run.get("fingerprint") == fingerprint:
+            shutil.rmtree(out / WORK_DIR, ignore_errors=True)  # died after run.json, before the clean-up
             return "done"
         diff = _diff_keys(run.get("config", {}), public_config(cfg))
         what = f"other settings ({', '.join(diff)})" if diff else "other inputs (generator, guides, data or latents)"
@@ -686,8 +749,12 @@ def _open_out(out: Path, cfg: GenerateConfig, fingerprint: str, chunk: int, over
     elif work.is_file():
         old = _read_json(work) or {}
         if old.get("fingerprint") != fingerprint:
-            diff = _diff_keys(old.get("config", {}), cfg.to_dict())
-            what = f"different settings ({', '.join(diff)})" if diff else "different inputs (generator, guides, data)"
+            diff = _diff_keys(old.get("config", {}), public_config(cfg))
+            what = (
+                f"different settings ({', '.join(diff)})"
+                if diff
+                else "different inputs (generator, guides, data, latents) or another device or library version"
+            )
             raise ConfigError(
                 f"the unfinished run in {out} used {what}; rerun with the same settings to resume it, or pass "
                 "--overwrite to start over"
@@ -695,8 +762,8 @@ def _open_out(out: Path, cfg: GenerateConfig, fingerprint: str, chunk: int, over
         return "resume"
     else:
         prepare_out_dir(out, overwrite=False)
+    write_json(work, {"fingerprint": fingerprint, "config": public_config(cfg), "chunk": chunk})  # no real paths
     (out / WORK_DIR / "items").mkdir(parents=True, exist_ok=True)
-    write_json(work, {"fingerprint": fingerprint, "config": cfg.to_dict(), "chunk": chunk})
     return "new"
 
 
@@ -761,6 +828,8 @@ def generate(
     say = echo if echo is not None else (lambda _msg: None)
     with _world(cfg.device) as world:
         lead = world.rank == 0
+        if lead:
+            check_out_dir(out, cfg)  # before the slow setup
         setup = _setup(cfg, world, progress and lead)
         ctx = setup.ctx
         state = "new"
@@ -790,7 +859,8 @@ def generate(
         rejected = 0
         with bar:
             for round_ in range(cfg.max_rounds):
-                items = plan_round(ctx, round_, _stats(work, all_items))
+                planned = {label: sum(i.label == label for i in all_items) for label in ctx.labels}
+                items = plan_round(ctx, round_, _stats(work, all_items), planned)
                 if not items:
                     break
                 for j, item in enumerate(items):
@@ -859,6 +929,8 @@ def _merge(
     images_dir = out / "images"
     if images_dir.exists():
         shutil.rmtree(images_dir)  # an interrupted merge: rewrite every file
+    for stale in out.glob(".*.tmp"):  # temporary files of a merge killed mid-write
+        stale.unlink()
     rows: list[dict[str, Any]] = []
     written: dict[str, int] = {}
     rejected: dict[str, int] = {}
@@ -1024,11 +1096,11 @@ def dataset_card(run: dict[str, Any]) -> str:
     if short:
         lines.append(
             f"Fewer images than wanted for {', '.join(short)}: "
-            + (
-                "k-same gives one image per group."
-                if cfg["method"] == "ksame"
-                else "the gate rejected too many candidates within max_rounds."
-            )
+            + {
+                "ksame": "k-same gives one image per group, and the gate may have rejected some.",
+                "ksame-plan": "each pair of k-same groups is walked once, so a label with few groups has few paths; "
+                "the gate may also have rejected candidates.",
+            }.get(cfg["method"], "the gate rejected too many candidates within max_rounds.")
         )
     lines += [
         "",
@@ -1089,8 +1161,11 @@ def dataset_card(run: dict[str, Any]) -> str:
         "",
         "```python",
         "from torchvision.datasets import ImageFolder",
-        'ds = ImageFolder("images")  # class folders are the label indices',
+        'ds = ImageFolder("images", target_transform=lambda t: int(ds.classes[t]))  # folder name = label index',
         "```",
+        "",
+        "(`ImageFolder` numbers the folders it finds in string order; the transform gives back the label index, "
+        "also when a label has no image or there are ten or more labels.)",
         "",
     ]
     return "\n".join(lines)

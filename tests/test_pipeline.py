@@ -49,7 +49,7 @@ def chain(cxr_dataset, tmp_path_factory):
 
 def _cfg(chain, **kw) -> GenerateConfig:
     base = dict(gan=chain["gan"], guides=chain["guides"], data=chain["data"], latents=chain["latents"],
-                method="ksame-plan", per_label=4, n_steps=4, paths_per_item=1, optim_steps=2, k=2,
+                method="plan", per_label=4, n_steps=4, paths_per_item=1, optim_steps=2, k=2,
                 endpoint_filter=False, device="cpu")  # fmt: skip
     base.update(kw)
     return GenerateConfig(**base)
@@ -86,12 +86,12 @@ def test_each_method_writes_a_loadable_dataset_without_real_identifiers(chain, t
     result = generate(_cfg(chain, method=method, gate_threshold=0.0), out)
     rows = _read_manifest(out)
     assert list(rows[0]) == list(MANIFEST_COLUMNS)
-    n_groups = result.run["ksame"]["n_groups"] if method == "ksame" else None
-    expected = {"normal": 4, "tb": 4} if method != "ksame" else None
-    if expected:
-        assert result.written == expected
-    else:  # one image per group, at most per_label
-        assert sum(result.written.values()) == min(n_groups, 8)
+    if method == "ksame":  # one image per group, at most per_label
+        assert result.written == {n: min(g, 4) for n, g in _groups_per_label(result.run).items()}
+    elif method == "ksame-plan":  # each pair of groups walked once: 2 interior points per 4-point path
+        assert result.written == {n: min(g * (g - 1), 4) for n, g in _groups_per_label(result.run).items()}
+    else:
+        assert result.written == {"normal": 4, "tb": 4}
     assert len(rows) == sum(result.written.values())
     assert {r["method"] for r in rows} == {method}
     for r in rows:
@@ -131,7 +131,7 @@ def test_gate_rejects_near_copies_and_counts_them(chain, tmp_path):
         d = gate.distances(real[:5])  # real images themselves: distance 0 to the reference
         assert d.abs().max() < 1e-5 and not gate.accept(d).any()
     out = tmp_path / "strict"
-    result = generate(_cfg(chain, method="ksame-plan", gate_threshold=1e9, max_rounds=2), out)
+    result = generate(_cfg(chain, method="linear", gate_threshold=1e9, max_rounds=2), out)
     assert result.written == {"normal": 0, "tb": 0}
     assert result.rejected["normal"] > 0 and result.rejected["tb"] > 0
     assert not list(out.rglob("*.png"))
@@ -186,8 +186,8 @@ def test_resume_refuses_changed_config_and_finishes_identically(chain, tmp_path,
 
 def _toml(chain, out: Path, **extra) -> Path:
     values = dict(gan=chain["gan"], guides=chain["guides"], data=chain["data"], latents=chain["latents"],
-                  method="ksame-plan", per_label=6, n_steps=4, paths_per_item=1, optim_steps=30, k=2,
-                  device="cpu", out=str(out))  # fmt: skip
+                  method="plan", per_label=6, n_steps=4, paths_per_item=1, optim_steps=30, k=2,
+                  endpoint_filter=False, device="cpu", out=str(out))  # fmt: skip
     values.update(extra)
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
     path = out.parent / f"{out.name}.toml"
@@ -321,10 +321,10 @@ def test_input_mismatches_are_clear_errors(chain, cxr_dataset, fundus_dataset, t
     invert_dataset(_tiny_generator(seed=1), open_dataset(cxr_dataset).subset("train"), other,
                    InvertConfig(steps=1, perceptual="none"))  # fmt: skip
     with pytest.raises(ConfigError, match="another generator"):
-        generate(_cfg(chain, latents=str(other)), out)
+        generate(_cfg(chain, method="ksame-plan", latents=str(other)), out)
     # too few k-same groups for ksame-plan
     with pytest.raises(DataError, match="k-same group"):
-        generate(_cfg(chain, k=3), out)
+        generate(_cfg(chain, method="ksame-plan", k=3), out)
     # output folder holding something else; unwritable output
     foreign = tmp_path / "foreign"
     foreign.mkdir()
@@ -364,3 +364,51 @@ def test_walk_command_writes_strip_plot_and_json(chain, tmp_path):
     for name in ("walk_strip.png", "walk_distance.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "below the gate threshold" in done.output
+
+
+def test_ksame_plan_walks_each_centroid_pair_once(chain, tmp_path):
+    """Two groups per label make one pair: one path, its interior points, no repeated image however many are asked."""
+    import hashlib
+
+    cfg = _cfg(chain, method="ksame-plan", per_label=50, n_steps=5, k=2, gate_threshold=0.0, paths_per_item=2)
+    result = generate(cfg, tmp_path / "o")
+    n_pairs = {name: g * (g - 1) // 2 for name, g in _groups_per_label(result.run).items()}
+    assert result.written == {name: min(50, p * 3) for name, p in n_pairs.items()}  # 3 interior points per path
+    digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / "o").rglob("*.png")]
+    assert len(digests) == len(set(digests)) == sum(result.written.values())
+    assert "each pair of k-same groups is walked once" in (tmp_path / "o" / "DATASET_CARD.md").read_text()
+
+
+def _groups_per_label(run: dict) -> dict[str, int]:
+    names = run["label_names"]
+    return {name: run["ksame"]["group_labels"].count(i) for i, name in enumerate(names)}
+
+
+def test_cli_without_config_file_and_overwrite_only_replaces_our_runs(chain, tmp_path):
+    from click.testing import CliRunner
+
+    from latentwalk.cli import cli
+
+    out = tmp_path / "plain"
+    args = ["generate", "--gan", chain["gan"], "--guides", chain["guides"], "--data", chain["data"], "--method",
+            "linear", "--per-label", "2", "--no-endpoint-filter", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    done = CliRunner().invoke(cli, args)
+    assert done.exit_code == 0, done.output
+    assert oct((out / "manifest.csv").stat().st_mode & 0o777) != "0o600"  # readable like any file the user writes
+    again = CliRunner().invoke(cli, [*args, "--seed", "1", "--overwrite"])
+    assert again.exit_code == 0, again.output
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    refused = CliRunner().invoke(cli, [*args[:-1], str(foreign), "--overwrite"])
+    assert refused.exit_code == 2 and "not a latentwalk synthetic dataset" in refused.output
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    inside = CliRunner().invoke(cli, [*args[:-1], str(Path(chain["data"]) / "synthetic")])
+    assert inside.exit_code == 2 and "overlaps the data input" in inside.output
+
+
+def test_a_work_folder_killed_before_its_first_record_is_started_over(chain, tmp_path):
+    out = tmp_path / "o"
+    (out / ".work" / "items").mkdir(parents=True)  # killed between mkdir and the config record
+    result = generate(_cfg(chain, per_label=2), out)
+    assert not result.resumed and sum(result.written.values()) == 4

@@ -21,8 +21,8 @@ __all__ = ["DEFINITIONS", "write_report"]
 DEFINITIONS = {
     "mmL": "mean over synthetic images of the distance to the nearest real training image (PLAN's mmL in LPIPS "
     "space); higher = fewer near-copies",
-    "collisions": "synthetic images whose nearest real training image is closer than the collision threshold (the "
-    "5th percentile of real-to-nearest-other-patient distances)",
+    "collisions": "synthetic images whose nearest real training image is closer than the collision threshold (a low "
+    "percentile, 5th by default, of real-to-nearest-other-patient distances)",
     "DCR": "distance to closest record: synthetic-to-training vs held-out-to-training distances; p_closer = "
     "P(d_syn < d_holdout), 0.5 = synthetic images are no closer to the training patients than unseen patients are",
     "NNDR": "nearest-neighbour distance ratio d1/d2 to the two nearest training images; near 0 = next to one image",

@@ -188,6 +188,8 @@ def _embedders(cfg: EvalConfig, guides: Any, device: torch.device, notes: list[s
             try:
                 net = lpips_model("alex", cfg.lpips_weights, device=device)
             except MissingWeightsError as e:
+                if cfg.lpips_weights:  # a file that was named must exist
+                    raise
                 notes.append(f"LPIPS space skipped: {e}")
                 continue
             emb = LpipsEmbedding(net)
@@ -210,8 +212,10 @@ def _ssim_nearest(a: Tensor, b: Tensor, a_groups=None, b_groups=None) -> tuple[T
 
     dist = 1.0 - torch.cat([ssim_matrix(part, b) for part in a.split(64)])  # [N, M]
     if a_groups is not None:
-        same = torch.tensor([[x == y for y in b_groups] for x in a_groups])
-        dist = dist.masked_fill(same, math.inf)
+        index = {g: i for i, g in enumerate(dict.fromkeys([*a_groups, *b_groups]))}
+        codes_a = torch.tensor([index[g] for g in a_groups])
+        codes_b = torch.tensor([index[g] for g in b_groups])
+        dist = dist.masked_fill(codes_a[:, None] == codes_b[None, :], math.inf)
     d, i = dist.min(dim=1)
     return d, i
 
@@ -245,8 +249,10 @@ def evaluate(
         :class:`EvalResult`.
 
     Raises:
-        DataError: unusable datasets; ConfigError: bad options; MissingWeightsError: an explicitly named weights file
-            that does not exist.
+        DataError: unusable datasets.
+        ConfigError: bad options, or a report folder inside one of the datasets.
+        MissingWeightsError: an explicitly named weights file that does not exist (weights only searched for and
+            not found skip their space or extractor, with a note in the report).
     """
     from latentwalk.devices import resolve_device
     from latentwalk.evaluate import fidelity, privacy, utility
@@ -258,6 +264,13 @@ def evaluate(
     started = time.perf_counter()
     device = resolve_device(cfg.device)
     out = Path(out_dir)
+    for name, src in (("synthetic", synthetic_dir), ("real", real_dir)):
+        src_path = Path(src).resolve()
+        if out.resolve() == src_path or src_path in out.resolve().parents:
+            raise ConfigError(
+                f"the report folder {out} lies inside the {name} dataset {src}; the report shows real images, so "
+                "write it elsewhere"
+            )
     out.mkdir(parents=True, exist_ok=True)
     data = _load(Path(real_dir), Path(synthetic_dir), cfg, progress)
     guides = load_guides(cfg.guides, device=device) if cfg.guides else None
@@ -422,6 +435,8 @@ def _fidelity(data: _Data, cfg: EvalConfig, guides: Any, device: torch.device, n
     try:
         inception = fid.InceptionFeatures(cfg.inception_weights, device=device)
     except MissingWeightsError as e:
+        if cfg.inception_weights:  # a file that was named must exist
+            raise
         notes.append(f"Inception FID/KID skipped: {e}")
     else:
         with warnings.catch_warnings():
