@@ -77,6 +77,7 @@ MANIFEST_COLUMNS = (
 )
 WITHHELD = "<withheld>"
 _SAMPLE_BATCH = 64  # endpoint draws per pass (fixed: the drawn points depend on it)
+_MAX_DRAWS_PER_POINT = 1000  # endpoint_filter gives up after this many draws per endpoint wanted
 _PAIR_ORDER = 1 << 20  # the "round" slot of the seed that orders ksame-plan's centroid pairs (no real round reaches it)
 _MAX_GROWTH = 8  # a top-up round plans at most this many times the items of round 0 for a label
 
@@ -374,6 +375,7 @@ def _endpoints(ctx: _Context, item: Item, gen: torch.Generator) -> tuple[Tensor,
             label=item.label,
             class_net=ctx.guides.classifier if cfg.endpoint_filter else None,
             batch=_SAMPLE_BATCH,
+            max_draws=_MAX_DRAWS_PER_POINT * 2 * P,  # a generator may rarely make a label (e.g. a mild DR grade)
         )  # [2P, w_dim]
         return w[0::2], w[1::2]
     cents = ctx.centroids[item.label]  # [groups, ...]
