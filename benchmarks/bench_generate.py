@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from record import write_section  # noqa: E402
+from record import summary, write_section  # noqa: E402
 
 
 def main() -> None:
@@ -71,6 +71,10 @@ def main() -> None:
         f"{load_before:.1f} before, {load_after:.1f} after.\n\n" + "\n".join(rows)
     )
     print(body)
+    summary(
+        f"generation ({device}): straight lines {rates['linear']:.2f} images/s, PLAN {rates['plan']:.2f} images/s "
+        f"({rates['linear'] / rates['plan']:.1f}x the time per image)"
+    )
     if not args.no_record:
         write_section(f"generate-{args.kind}", body)
 

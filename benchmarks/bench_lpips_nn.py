@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from record import write_section  # noqa: E402
+from record import summary, write_section  # noqa: E402
 
 from latentwalk.data.phantoms import PhantomConfig, generate_phantoms  # noqa: E402
 from latentwalk.distances import LpipsEmbedding, nearest  # noqa: E402
@@ -104,6 +104,7 @@ def main() -> None:
         f"{load_before:.1f} before, {load_after:.1f} after.\n\n" + "\n".join(rows)
     )
     print(body)
+    summary(f"LPIPS nearest-real search ({args.n} x {args.m}): {speedup:.0f}x faster than one lpips call per image")
     if not args.no_record:
         write_section(f"lpips-nn-{args.net}", body)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from record import write_section  # noqa: E402
+from record import summary, write_section  # noqa: E402
 from torch import nn  # noqa: E402
 
 from gan_zoo.train import TrainConfig, build_networks  # noqa: E402
@@ -170,6 +170,10 @@ def main() -> None:
         f"{agreement}\n\n" + "\n".join(rows)
     )
     print(body)
+    summary(
+        f"PLAN paths: batched ({args.paths} paths) {runs['reference']['total'] / runs['batched']['total']:.1f}x "
+        "faster than the one-path reference loop"
+    )
     if not args.no_record:
         write_section("paths", body, cmd=None)
 

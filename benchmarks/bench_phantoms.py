@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from record import write_section  # noqa: E402
+from record import summary, write_section  # noqa: E402
 
 from latentwalk.data.phantoms import PhantomConfig, generate_phantoms, write_phantom_dataset  # noqa: E402
 
@@ -47,6 +47,7 @@ def main() -> None:
         ok = "met" if whole < 30 else "missed"
         rows.append(f"| {kind} | {n} | {render:.1f} | {n / render:.0f} | {whole:.1f} | {ok} |")
         print(rows[-1], flush=True)
+        summary(f"phantom {kind}: {n / render:.0f} images/s rendered, {n} images on disk in {whole:.1f} s")
     body = (
         f"## Phantom generation ({args.resolution} px, {cores} core(s))\n\n"
         "Rendering alone, then `write_phantom_dataset` (render + PNG + metadata + split + ground truth).\n\n"

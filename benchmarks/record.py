@@ -47,6 +47,18 @@ def command() -> str:
     return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
 
 
+SUMMARY_ENV = "LATENTWALK_BENCH_SUMMARY"
+
+
+def summary(line: str) -> None:
+    """Print a benchmark's headline ratio; under ``run_all.py`` also append it to the run's summary file."""
+    print(f"summary: {line}", flush=True)
+    target = os.environ.get(SUMMARY_ENV)
+    if target:
+        with open(target, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
 def write_section(name: str, body: str, *, cmd: str | None = None, path: Path = RESULTS) -> None:
     """Replace (or append) the section ``name`` of RESULTS.md with ``body`` plus command, machine and date."""
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"

@@ -856,7 +856,7 @@ def evaluate_cmd(ctx, real_dir, syn_dir, out, guides_dir, layout, spaces, utilit
     type=click.Path(file_okay=False, path_type=Path),
     help="Output folder (an earlier demo there is replaced).",
 )
-@click.option("--patients", default=_demo_default("patients"), show_default=True, help="Phantom patients.")
+@click.option("--patients", type=int, default=None, help="Phantom patients.  [default: 100 (cxr), 150 (fundus)]")
 @click.option("--guide-epochs", default=_demo_default("guide_epochs"), show_default=True, help="Epochs per guide.")
 @click.option("--invert-steps", default=_demo_default("invert_steps"), show_default=True, help="Steps per image.")
 @click.option("--k", default=_demo_default("k"), show_default=True, help="k-same: minimum patients per group.")

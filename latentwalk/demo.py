@@ -7,6 +7,7 @@ straight lines between the same centroids -> ``report.md`` with the pictures.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -23,12 +24,17 @@ from latentwalk.io import atomic_write_text, write_json
 __all__ = ["DemoConfig", "run_demo"]
 
 
+# fundus has five grades: 150 patients leave about 21 training patients per grade, i.e. 3-4 k-same groups (k = 5) and
+# 3-6 distinct centroid pairs of 8 images each (100 patients gave 2 groups, one pair, 8 images for some grades)
+DEFAULT_PATIENTS = {"cxr": 100, "fundus": 150}
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     """Sizes of the demo; the defaults finish in under 5 minutes on 2 CPU cores."""
 
     kind: str = "cxr"
-    patients: int = 100  # phantom patients (4 images each; 70% train)
+    patients: int | None = None  # phantom patients (4 images each; 70% train); None: DEFAULT_PATIENTS[kind]
     guide_epochs: int = 30  # per guide model
     invert_steps: int = 50  # per training image
     k: int = 5
@@ -87,6 +93,8 @@ def run_demo(
 
     if cfg.kind not in KINDS:
         raise ConfigError(f'unknown demo kind "{cfg.kind}"; expected one of {", ".join(KINDS)}')
+    if cfg.patients is None:
+        cfg = dataclasses.replace(cfg, patients=DEFAULT_PATIENTS[cfg.kind])
     say = echo if echo is not None else (lambda _m: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -900,7 +900,11 @@ def _summary_line(run: dict[str, Any], out: Path) -> str:
     c = run["counts"]
     total = sum(c["written"].values())
     rej = sum(c["rejected"].values())
-    return f"wrote {total} images ({', '.join(f'{k}: {v}' for k, v in c['written'].items())}); gate rejected {rej}"
+    line = f"wrote {total} images ({', '.join(f'{k}: {v}' for k, v in c['written'].items())}); gate rejected {rej}"
+    short = [k for k, v in c["written"].items() if v < c["wanted_per_label"]]
+    if short:
+        line += f"; fewer than the {c['wanted_per_label']} wanted for {', '.join(short)} (see DATASET_CARD.md)"
+    return line
 
 
 def _png_bytes(image: Tensor) -> bytes:
