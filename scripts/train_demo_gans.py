@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--kind", choices=["cxr", "fundus"], required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--kimg", type=float, default=80.0)
+    parser.add_argument("--conditional", action="store_true", help="class-conditional G and D (c_dim = labels)")
+    parser.add_argument("--channel-base", type=int, default=None, help="TrainConfig.channel_base (default: its own)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--resume", action="store_true")
@@ -58,7 +60,8 @@ def main() -> None:
 
     index = open_dataset(data_dir).subset("train")
     images, labels = load_tensors(index, phantoms.resolution)
-    cfg = TrainConfig(kimg=args.kimg)
+    extra = {"channel_base": args.channel_base} if args.channel_base else {}
+    cfg = TrainConfig(kimg=args.kimg, conditional=args.conditional, **extra)
     result = train_gan(
         images,
         labels,
