@@ -1,6 +1,7 @@
 """Is a demo generator good enough? Sample grids, and a classifier's view of generated images. Writes RESULTS.md.
 
-    python scripts/check_demo_gans.py [--kind cxr fundus] [--gan demo:cxr] [--steps 150] [--images 64]
+    python scripts/check_demo_gans.py [--kind cxr fundus] [--steps 150] [--images 64]
+    python scripts/check_demo_gans.py --kind fundus --gan lite:runs/demo-fundus   # a candidate; prints only
 
 For each kind, on the default phantom dataset (the demo generators saw its train split only):
 1. a grid of 32 samples (seed 0, psi 1) is written to docs/demo_gan_<kind>.png, real images beside them;
@@ -8,7 +9,8 @@ For each kind, on the default phantom dataset (the demo generators saw its train
 3. test images are inverted into the generator (W space, ms-gradient loss) and the same CNN labels the
    reconstructions: these are generated images with a known label, so accuracy against it measures whether the
    generator keeps the disease;
-4. the CNN labels 512 random samples: predicted-label shares and mean confidence, next to the real test set's.
+4. the CNN labels 512 random samples: predicted-label shares and mean confidence, next to the real test set's;
+   for a class-conditional generator also the accuracy against the label each sample was drawn with.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def main() -> None:
 
     import gan_zoo
     from gan_zoo.invert import InvertConfig, invert
-    from gan_zoo.sampling import sample_images, save_grid
+    from gan_zoo.sampling import sample_images, sample_latents, save_grid
     from latentwalk.data import PhantomConfig, load_tensors, write_phantom_dataset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -47,15 +49,17 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64, help="test images to invert")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--gan", help="check this generator spec instead of demo:<kind> (one kind; prints only)")
     args = parser.parse_args()
+    if args.gan and len(args.kind) != 1:
+        parser.error("--gan needs exactly one --kind")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
     for kind in args.kind:
         start = time.perf_counter()
-        G = gan_zoo.load(f"demo:{kind}")
-        kimg = __import__("json").loads((gan_zoo.registry.WEIGHTS_DIR / f"demo_{kind}.json").read_text())["provenance"][
-            "kimg"
-        ]
+        G = gan_zoo.load(args.gan or f"demo:{kind}")
+        meta = gan_zoo.registry.WEIGHTS_DIR / f"demo_{kind}.json"
+        kimg = "-" if args.gan else __import__("json").loads(meta.read_text())["provenance"]["kimg"]
         cfg = PhantomConfig(kind=kind)
         with tempfile.TemporaryDirectory() as tmp:
             index = write_phantom_dataset(cfg, Path(tmp) / "d")
@@ -65,7 +69,11 @@ def main() -> None:
         grid = torch.cat(
             [samples[:24], x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(0))[:8]]]
         )
-        save_grid(grid, ROOT / "docs" / f"demo_gan_{kind}.png", nrow=8)
+        save_grid(
+            grid,
+            Path(tempfile.gettempdir()) / f"check_{kind}.png" if args.gan else ROOT / "docs" / f"demo_gan_{kind}.png",
+            nrow=8,
+        )
 
         net = train_cnn(x_train, y_train, torch.arange(len(x_train)), args.epochs)
         predict = partial(_predict, net)
@@ -78,20 +86,23 @@ def main() -> None:
         acc_recon = (predict(recon).argmax(1) == y_test[pick]).float().mean().item()
         acc_real_same = (p_real[pick].argmax(1) == y_test[pick]).float().mean().item()
         p_fake = predict(samples)
+        _, drawn = sample_latents(G, len(samples), seed=0)  # the labels sample_images drew (conditional G)
+        acc_cond = "-" if drawn is None else f"{(p_fake.argmax(1) == drawn.argmax(1)).float().mean().item():.3f}"
         share = torch.bincount(p_fake.argmax(1), minlength=len(cfg.label_names)).float() / len(p_fake)
         real_share = torch.bincount(y_test, minlength=len(cfg.label_names)).float() / len(y_test)
         fmt = lambda v: "/".join(f"{x:.2f}" for x in v.tolist())  # noqa: E731
         rows.append(
             f"| {kind} | {kimg} | {acc_real:.3f} | {acc_real_same:.3f} | {acc_recon:.3f} | {result.mse.mean():.4f} "
-            f"| {fmt(share)} | {fmt(real_share)} | {p_fake.max(1).values.mean():.3f} "
+            f"| {acc_cond} | {fmt(share)} | {fmt(real_share)} | {p_fake.max(1).values.mean():.3f} "
             f"| {p_real.max(1).values.mean():.3f} "
             f"| {time.perf_counter() - start:.0f} |"
         )
         print(rows[-1], flush=True)
     head = (
         "| kind | G kimg | CNN acc. real test | same, inverted subset | CNN acc. on G reconstructions "
-        "| recon. MSE | predicted label shares, 512 samples | label shares, real test | mean confidence, samples "
-        "| mean confidence, real test | seconds |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| recon. MSE | CNN acc. on samples vs their drawn label (conditional G) | predicted label shares, 512 samples "
+        "| label shares, real test | mean confidence, samples "
+        "| mean confidence, real test | seconds |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     body = (
         "## Demo generators: does a classifier see the disease in generated images?\n\n"
@@ -102,7 +113,7 @@ def main() -> None:
         + "\n"
         + "\n".join(rows)
     )
-    if not args.no_record:
+    if not (args.no_record or args.gan):
         write_section("demo-gans", body, cmd="python scripts/check_demo_gans.py")
 
 
