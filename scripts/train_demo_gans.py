@@ -6,7 +6,7 @@
 Data: the default phantom dataset of that kind (100 patients x 4 images, 64 px, seed 0), train split only, so the
 val/test patients stay unseen by the generator. Network and recipe: ``gan_zoo.train.TrainConfig`` defaults.
 Training can be stopped at any time; ``--resume`` continues from the last snapshot, and ``--install`` copies the
-latest snapshot's G_ema (its kimg is recorded in the JSON).
+latest snapshot's G_ema (its kimg is recorded in the JSON); `--no-install` trains a candidate without installing it.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--install", action="store_true", help="only copy the latest snapshot into gan_zoo/weights")
+    parser.add_argument("--no-install", action="store_true", help="train a candidate; leave gan_zoo/weights alone")
     args = parser.parse_args()
     if args.install:
         install(args.out, args.kind)
@@ -77,7 +78,8 @@ def main() -> None:
         },
     )
     print(result)
-    install(args.out, args.kind)
+    if not args.no_install:
+        install(args.out, args.kind)
 
 
 if __name__ == "__main__":
