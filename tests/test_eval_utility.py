@@ -23,13 +23,7 @@ from latentwalk.evaluate.utility import (
 TINY = UtilityConfig(epochs=3, batch=16, lr=3e-3, width=8, embed_dim=16, seeds=(0, 1))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: tiny convolutions gain nothing from more, and lose a lot on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _halves(n: int, seed: int, res: int = 16, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
