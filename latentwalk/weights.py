@@ -30,6 +30,7 @@ __all__ = [
     "WeightsFile",
     "candidate_paths",
     "hash_prefix",
+    "load_state_dict",
     "lpips_model",
     "resolve_weights",
     "check_hash",
@@ -141,6 +142,27 @@ def resolve_weights(name: str, path: str | os.PathLike | None = None, *, verify_
     return found
 
 
+def load_state_dict(file: Path, kind: str) -> dict[str, Any]:
+    """The tensors of a plain ``state_dict`` file (``torch.load(weights_only=True)``: nothing in it is executed).
+
+    Args:
+        file: the weights file.
+        kind: what it should hold, for the error messages (e.g. ``"torchvision state_dict"``).
+
+    Raises:
+        DataError: the file cannot be read as a weights-only pickle, or holds something other than a dict.
+    """
+    import torch
+
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling errors come in many types; all mean "not a plain state_dict"
+        raise DataError(f"{file} is not a readable {kind} ({type(e).__name__}: {e})") from e
+    if not isinstance(state, dict):
+        raise DataError(f"{file} holds a {type(state).__name__}, expected a {kind}")
+    return state
+
+
 def lpips_model(
     net: str = "vgg",
     weights: str | os.PathLike | None = None,
@@ -171,15 +193,7 @@ def lpips_model(
     file = resolve_weights(
         LPIPS_BACKBONES[net], weights, verify_hash=verify_hash
     )  # before anything that could download
-
-    import torch
-
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors come in many types; all mean "not a plain state_dict"
-        raise DataError(f"{file} is not a readable torchvision state_dict ({type(e).__name__}: {e})") from e
-    if not isinstance(state, dict):
-        raise DataError(f"{file} holds a {type(state).__name__}, expected a torchvision state_dict")
+    state = load_state_dict(file, "torchvision state_dict")
 
     import lpips
 

@@ -376,12 +376,9 @@ class InceptionFeatures:
 
     @staticmethod
     def _build(file: Path) -> nn.Module:
-        try:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as e:  # unpickling errors come in many types; all mean "not a plain state_dict"
-            raise DataError(f"{file} is not a readable state_dict ({type(e).__name__}: {e})") from e
-        if not isinstance(state, dict):
-            raise DataError(f"{file} holds a {type(state).__name__}, expected the FID Inception state_dict")
+        from latentwalk.weights import load_state_dict
+
+        state = load_state_dict(file, "FID Inception state_dict")
 
         import pytorch_fid.inception as pfi
 
