@@ -42,6 +42,7 @@ __all__ = [
     "SSIM_WIN_SIZE",
     "LpipsEmbedding",
     "Nearest",
+    "check_rows",
     "pairwise_sq_dists",
     "nearest",
     "ssim",
@@ -69,9 +70,10 @@ def _check_images(x: Any, name: str) -> None:
         raise ConfigError(f"{name} must be floating point images in [-1, 1], got dtype {x.dtype}")
 
 
-def _check_rows(x: Any, name: str) -> None:
+def check_rows(x: Any, name: str) -> None:
+    """Raise :class:`ConfigError` unless ``x`` is a floating-point tensor ``[N, D]`` (one vector per row)."""
     if not isinstance(x, Tensor):
-        raise ConfigError(f"{name} must be a tensor [N, D], got {type(x).__name__}")
+        raise ConfigError(f"{name} must be a float tensor [N, D], got {type(x).__name__}")
     if x.dim() != 2:
         raise ConfigError(f"{name} must be a matrix [N, D] with one vector per row, got shape {list(x.shape)}")
     if not x.is_floating_point():
@@ -79,8 +81,8 @@ def _check_rows(x: Any, name: str) -> None:
 
 
 def _check_pair(a: Any, b: Any) -> None:
-    _check_rows(a, "a")
-    _check_rows(b, "b")
+    check_rows(a, "a")
+    check_rows(b, "b")
     if a.shape[1] != b.shape[1]:
         raise ConfigError(f"a and b must have the same row length, got a {list(a.shape)} and b {list(b.shape)}")
     if a.device != b.device:

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from scipy.stats import mannwhitneyu, rankdata
 from torch import Tensor
 
-from latentwalk.distances import METRICS, nearest, pairwise_sq_dists
+from latentwalk.distances import METRICS, check_rows, nearest, pairwise_sq_dists
 from latentwalk.errors import ConfigError, DataError
 
 __all__ = [
@@ -85,12 +85,7 @@ def _embeddings(*named: tuple[str, Any]) -> None:
     """Check that each ``(name, x)`` is a non-empty float tensor ``[N, D]``, all with one ``D`` and device."""
     first: tuple[str, Tensor] | None = None
     for name, x in named:
-        if not isinstance(x, Tensor):
-            raise ConfigError(f"{name} must be a float tensor [N, D] of embeddings, got {type(x).__name__}")
-        if x.dim() != 2:
-            raise ConfigError(f"{name} must be a matrix [N, D] with one embedding per row, got shape {list(x.shape)}")
-        if not x.is_floating_point():
-            raise ConfigError(f"{name} must be floating point embeddings, got dtype {x.dtype}")
+        check_rows(x, name)
         if x.shape[0] == 0:
             raise DataError(f"{name} has no rows; give at least one embedding")
         if first is None:
