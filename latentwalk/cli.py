@@ -398,15 +398,14 @@ def gan_convert(pickle_path, out, key):
       latentwalk gan convert network-snapshot-001000.pkl --out models/cxr
       latentwalk gan info lite:models/cxr
     """
-    import hashlib
 
     from gan_zoo.checkpoint import save_generator
     from gan_zoo.nvidia import load_stylegan_pickle
-    from latentwalk.io import prepare_out_dir
+    from latentwalk.io import prepare_out_dir, sha256_file
 
     prepare_out_dir(out)
     G = load_stylegan_pickle(pickle_path, key=key)
-    digest = hashlib.sha256(pickle_path.read_bytes()).hexdigest()
+    digest = sha256_file(pickle_path)
     out.mkdir(parents=True, exist_ok=True)
     weights, _ = save_generator(
         G,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -20,6 +21,7 @@ __all__ = [
     "reject_placeholder",
     "read_model_bytes",
     "read_versioned_json",
+    "sha256_file",
     "atomic_write_bytes",
     "atomic_write_text",
     "write_json",
@@ -122,6 +124,15 @@ def reject_placeholder(path: str | os.PathLike, head: bytes, what: str) -> None:
         raise DataError(f"{what} {path} is empty (0 bytes); copy the file again")
     if head.startswith(LFS_POINTER_PREFIX):
         raise DataError(f"{what} {path} is a git-lfs pointer file, not the file itself; run `git lfs pull`")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (large checkpoints never sit in memory whole)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_model_bytes(path: str | os.PathLike, what: str, missing_hint: str) -> bytes:

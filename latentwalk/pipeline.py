@@ -43,7 +43,7 @@ from torch import Tensor
 from latentwalk.config import StageConfig
 from latentwalk.errors import ConfigError, DataError
 from latentwalk.gate import GATE_SPACES, Gate, build_gate
-from latentwalk.io import atomic_write_bytes, atomic_write_text, prepare_out_dir, write_csv, write_json
+from latentwalk.io import atomic_write_bytes, atomic_write_text, prepare_out_dir, sha256_file, write_csv, write_json
 
 __all__ = [
     "METHODS",
@@ -503,17 +503,9 @@ def _world(device_name: str) -> Iterator[_World]:
 # Setup: inputs, checks, gate.
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _guides_fingerprint(folder: Path) -> dict[str, str]:
     return {
-        name: _sha256_file(folder / name)
+        name: sha256_file(folder / name)
         for name in ("identity.safetensors", "identity.json", "class.safetensors", "class.json")
         if (folder / name).is_file()
     }

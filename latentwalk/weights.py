@@ -12,7 +12,6 @@ weights into it. The linear calibration layers (``lin0``...) ship inside the lpi
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import warnings
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from latentwalk.errors import ConfigError, DataError, MissingWeightsError
-from latentwalk.io import LFS_POINTER_PREFIX, reject_placeholder
+from latentwalk.io import LFS_POINTER_PREFIX, reject_placeholder, sha256_file
 
 __all__ = [
     "ENV_VAR",
@@ -77,14 +76,9 @@ def check_hash(path: str | os.PathLike, prefix: str) -> None:
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, prefix)
     if _VERIFIED.get(key):
         return
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        head = f.read(len(LFS_POINTER_PREFIX))
-        reject_placeholder(path, head, "weights file")
-        h.update(head)
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
+        reject_placeholder(path, f.read(len(LFS_POINTER_PREFIX)), "weights file")
+    digest = sha256_file(path)
     if not digest.startswith(prefix):
         raise DataError(
             f"weights file {path} has SHA-256 {digest[:12]}..., expected a digest starting with {prefix}; "

@@ -162,3 +162,17 @@ def test_lpips_model_rejects_a_file_without_backbone_tensors(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(DataError, match="not a readable torchvision state_dict"):
         lpips_model("alex", weights=path, verify_hash=False)
+
+
+def test_sha256_file_reads_in_blocks_and_matches_hashlib(tmp_path):
+    import hashlib
+    import os
+
+    from latentwalk.io import sha256_file
+
+    data = os.urandom(3 * (1 << 20) + 123)  # several 1 MiB blocks and a partial one
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+    (tmp_path / "empty").write_bytes(b"")
+    assert sha256_file(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
