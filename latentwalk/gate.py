@@ -182,7 +182,8 @@ def build_gate(
     if space == "ssim":
         reference = real_images.float()
         sim = torch.cat([ssim_matrix(part, reference) for part in reference.split(_CHUNK)])  # [M, M]
-        codes = torch.tensor([sorted(set(patients)).index(p) for p in patients], device=sim.device)
+        code_of = {p: i for i, p in enumerate(sorted(set(patients)))}
+        codes = torch.tensor([code_of[p] for p in patients], device=sim.device)
         same = codes[:, None] == codes[None, :]  # [M, M]
         real_nn = (1.0 - sim.masked_fill(same, -math.inf).max(dim=1).values).double().cpu()
     else:
