@@ -118,13 +118,11 @@ def compare_walks(
 
 def save_walk(walk: WalkComparison, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write ``walk_strip.png`` (row 1 linear, row 2 PLAN), ``walk_distance.png`` and ``walk.json`` to ``out_dir``."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from torchvision.utils import make_grid
+
+    from latentwalk.plots import figure_png, pyplot
+
+    plt = pyplot()
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +135,7 @@ def save_walk(walk: WalkComparison, out_dir: str | os.PathLike) -> dict[str, Pat
     ax.set_yticks([grid.shape[0] * 0.25, grid.shape[0] * 0.75], ["linear", "PLAN"])
     ax.set_xticks([])
     ax.set_title(f"label {walk.label} ({walk.label_name}): the same endpoints, {steps} points per path", fontsize=9)
-    strip = _figure_bytes(fig, plt, io)
+    strip = figure_png(fig)
 
     fig, ax = plt.subplots(figsize=(6.0, 3.2), dpi=150)
     x = list(range(steps))
@@ -149,18 +147,10 @@ def save_walk(walk: WalkComparison, out_dir: str | os.PathLike) -> dict[str, Pat
     ax.set_title("Nearest-real distance along the path (higher = further from any patient)", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    plot = _figure_bytes(fig, plt, io)
+    plot = figure_png(fig)
 
     files = {"strip": out / "walk_strip.png", "plot": out / "walk_distance.png", "json": out / "walk.json"}
     atomic_write_bytes(files["strip"], strip)
     atomic_write_bytes(files["plot"], plot)
     write_json(files["json"], walk.to_dict())
     return files
-
-
-def _figure_bytes(fig: Any, plt: Any, io: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()

@@ -67,10 +67,9 @@ def _grid_png(images: torch.Tensor, nrow: int) -> bytes:
 
 
 def _hist_png(metrics: dict[str, Any], space: str, d_syn: Any, d_hold: Any) -> bytes:
-    import matplotlib
+    from latentwalk.plots import figure_png, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=130)
     ax.hist(list(d_hold), bins=30, alpha=0.6, density=True, label="held-out real -> training")
@@ -81,19 +80,14 @@ def _hist_png(metrics: dict[str, Any], space: str, d_syn: Any, d_hold: Any) -> b
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     ax.set_title("Distance to closest record", fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def _path_png(rows: list[dict[str, str]]) -> bytes | None:
     """Mean nearest-real distance per path step, when the manifest has paths."""
-    import matplotlib
+    from latentwalk.plots import figure_png, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     by_step: dict[int, list[float]] = {}
     for r in rows:
@@ -112,11 +106,7 @@ def _path_png(rows: list[dict[str, str]]) -> bytes | None:
     ax.set_title("Written images: distance to the nearest real image by path step", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def _primary(metrics: dict[str, Any]) -> str | None:
