@@ -47,6 +47,7 @@ __all__ = [
     "nearest",
     "ssim",
     "ssim_matrix",
+    "ssim_nearest",
 ]
 
 METRICS = ("sqeuclidean", "euclidean", "cosine")  # metrics of nearest()
@@ -536,3 +537,36 @@ def ssim_matrix(x: Tensor, y: Tensor, *, data_range: float = 2.0, chunk: int = 6
                 mu_x[i0:i1, None], var_x[i0:i1, None], mu_y[None, j0:j1], var_y[None, j0:j1], e_xy, float(data_range)
             )
     return out
+
+
+def ssim_nearest(
+    a: Tensor,
+    b: Tensor,
+    *,
+    a_groups: Sequence[Hashable] | None = None,
+    b_groups: Sequence[Hashable] | None = None,
+    data_range: float = 2.0,
+) -> tuple[Tensor, Tensor]:
+    """Nearest image of ``b`` for each image of ``a`` in ``1 - SSIM``, optionally only across groups.
+
+    Args:
+        a: ``[N, C, H, W]`` float images.
+        b: ``[M, C, H, W]`` float images, same ``[C, H, W]`` and device.
+        a_groups: group id (e.g. patient id) per image of ``a``; with ``b_groups``, pairs in the same group are
+            never matched (a row with no other group gets distance ``inf``).
+        b_groups: group id per image of ``b``.
+        data_range: as :func:`ssim_matrix`.
+
+    Returns:
+        ``(distance [N] float64, index [N] int64 into b)``, on the images' device.
+
+    Raises:
+        ConfigError: as :func:`ssim_matrix`, or groups of the wrong length.
+    """
+    dist = 1.0 - ssim_matrix(a, b, data_range=data_range)  # [N, M]
+    groups = _group_codes(a_groups, b_groups, a.shape[0], b.shape[0], dist.device)
+    if groups is not None:
+        a_codes, b_codes, _ = groups
+        dist = dist.masked_fill(a_codes[:, None] == b_codes[None, :], math.inf)
+    d, i = dist.min(dim=1)
+    return d, i

@@ -59,14 +59,13 @@ class Gate:
     @torch.no_grad()
     def distances(self, images: Tensor) -> Tensor:
         """Nearest-real distance of each image ``[N, C, R, R]`` in [-1, 1]; float64 ``[N]`` on the CPU."""
-        from latentwalk.distances import nearest, ssim_matrix
+        from latentwalk.distances import nearest, ssim_nearest
 
         if images.shape[0] == 0:
             return torch.zeros(0, dtype=torch.float64)
         if self.space == "ssim":
-            ref = self._reference.to(images.device)
-            sim = torch.cat([ssim_matrix(part, ref) for part in images.split(_CHUNK)])  # [N, M]
-            return (1.0 - sim.max(dim=1).values).double().cpu()
+            dist, _ = ssim_nearest(images, self._reference.to(images.device))
+            return dist.cpu()
         metric = "cosine" if self.space == "identity" else "sqeuclidean"
         emb = self._embed(images)
         if metric == "cosine":  # an all-zero embedding (ReLU features of e.g. a blank image) has no direction:
@@ -160,7 +159,7 @@ def build_gate(
         DataError: fewer than two real patients (no real-to-real baseline).
         MissingWeightsError: ``lpips`` without the AlexNet backbone file.
     """
-    from latentwalk.distances import nearest, ssim_matrix
+    from latentwalk.distances import nearest, ssim_nearest
 
     if space not in GATE_SPACES:
         raise ConfigError(f'unknown gate space "{space}"; expected one of {", ".join(GATE_SPACES)}')
@@ -181,11 +180,8 @@ def build_gate(
     embed = _embedder(space, guides, lpips_net, device)
     if space == "ssim":
         reference = real_images.float()
-        sim = torch.cat([ssim_matrix(part, reference) for part in reference.split(_CHUNK)])  # [M, M]
-        code_of = {p: i for i, p in enumerate(sorted(set(patients)))}
-        codes = torch.tensor([code_of[p] for p in patients], device=sim.device)
-        same = codes[:, None] == codes[None, :]  # [M, M]
-        real_nn = (1.0 - sim.masked_fill(same, -math.inf).max(dim=1).values).double().cpu()
+        dist, _ = ssim_nearest(reference, reference, a_groups=patients, b_groups=patients)
+        real_nn = dist.cpu()
     else:
         reference = embed(real_images)
         metric = "cosine" if space == "identity" else "sqeuclidean"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from latentwalk.distances import LpipsEmbedding, nearest, pairwise_sq_dists, ssim, ssim_matrix
+from latentwalk.distances import LpipsEmbedding, nearest, pairwise_sq_dists, ssim, ssim_matrix, ssim_nearest
 from latentwalk.errors import ConfigError, DataError
 
 RES = 32
@@ -290,6 +290,22 @@ def test_ssim_matrix_matches_skimage_for_all_pairs(channels):
         out = ssim_matrix(x, y, chunk=chunk)
         assert out.shape == (6, 3) and out.dtype == torch.float64
         np.testing.assert_allclose(out.numpy(), ref, rtol=0, atol=1e-5)
+
+
+def test_ssim_nearest_matches_skimage_and_skips_same_group_pairs():
+    x = _images(1, n_random=2, seed=4)  # [6, 1, R, R]
+    ref = np.array([[1.0 - _skimage_ssim(xi, xj) for xj in x] for xi in x])  # [6, 6]
+    d, i = ssim_nearest(x, x)
+    assert i.tolist() == list(range(6)) and d.abs().max() < 1e-5  # each image is its own nearest
+    groups = ["p0", "p0", "p1", "p1", "p2", "p2"]
+    same = np.array([[a == b for b in groups] for a in groups])
+    masked = np.where(same, np.inf, ref)
+    d, i = ssim_nearest(x, x, a_groups=groups, b_groups=groups)
+    assert i.tolist() == masked.argmin(axis=1).tolist()
+    assert all(groups[j] != groups[k] for k, j in enumerate(i.tolist()))
+    np.testing.assert_allclose(d.numpy(), masked.min(axis=1), rtol=0, atol=1e-5)
+    with pytest.raises(ConfigError, match="given together"):
+        ssim_nearest(x, x, a_groups=groups)
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -9,7 +9,6 @@ real ones, and the metric definitions.
 from __future__ import annotations
 
 import csv
-import math
 import os
 import time
 import warnings
@@ -206,20 +205,6 @@ def _batched(fn: Callable, x: Tensor, device: torch.device, batch: int = 128) ->
     return torch.cat([fn(part.to(device)).double().cpu() for part in x.split(batch)])
 
 
-def _ssim_nearest(a: Tensor, b: Tensor, a_groups=None, b_groups=None) -> tuple[Tensor, Tensor]:
-    """Nearest rows of ``b`` for ``a`` in 1 - SSIM, excluding same-group pairs when groups are given."""
-    from latentwalk.distances import ssim_matrix
-
-    dist = 1.0 - torch.cat([ssim_matrix(part, b) for part in a.split(64)])  # [N, M]
-    if a_groups is not None:
-        index = {g: i for i, g in enumerate(dict.fromkeys([*a_groups, *b_groups]))}
-        codes_a = torch.tensor([index[g] for g in a_groups])
-        codes_b = torch.tensor([index[g] for g in b_groups])
-        dist = dist.masked_fill(codes_a[:, None] == codes_b[None, :], math.inf)
-    d, i = dist.min(dim=1)
-    return d, i
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The run.
 
@@ -343,9 +328,11 @@ def _privacy_space(
 
     patients = data.train_patients
     if space == "ssim":
-        d_syn, i_syn = _ssim_nearest(data.syn, data.train)
-        d_real, _ = _ssim_nearest(data.train, data.train, patients, patients)
-        d_hold, _ = _ssim_nearest(data.holdout, data.train)
+        from latentwalk.distances import ssim_nearest
+
+        d_syn, i_syn = ssim_nearest(data.syn, data.train)
+        d_real, _ = ssim_nearest(data.train, data.train, a_groups=patients, b_groups=patients)
+        d_hold, _ = ssim_nearest(data.holdout, data.train)
         threshold = float(np.percentile(d_real.numpy(), cfg.collision_percentile))
         order = torch.argsort(d_syn)[:8]
         result = {
