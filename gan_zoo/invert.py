@@ -611,13 +611,14 @@ def invert_dataset(
         device: where to run; ``None`` = G's device.
         progress: show tqdm bars.
         lpips_net: see :func:`invert`.
-        overwrite: replace an existing ``out_file``.
+        overwrite: replace an existing ``out_file`` that latentwalk wrote (:mod:`latentwalk.outputs`).
 
     Returns:
         ``out_file``.
 
     Raises:
-        ConfigError: bad ``out_file`` suffix, existing output without ``overwrite``, unknown or repeated ids, or a
+        ConfigError: bad ``out_file`` suffix, existing output without ``overwrite`` or not written by latentwalk, an
+            output inside the dataset, unknown or repeated ids, or a
             partial folder made with a different configuration.
         DataError: unreadable images or partial batches.
         MissingWeightsError: see :func:`invert`.
@@ -635,10 +636,10 @@ def invert_dataset(
         )
     meta_file = out_file.with_suffix(".json")
     partial = _partial_dir(out_file)
-    if (out_file.exists() or meta_file.exists()) and not overwrite:
-        raise ConfigError(
-            f"latents file {out_file} (or {meta_file.name}) exists; pass --overwrite or choose a new path"
-        )
+    from latentwalk.outputs import claim_file, record_file
+
+    for target in (out_file, meta_file):  # never onto a file latentwalk did not write, never inside the dataset
+        claim_file(target, overwrite=overwrite, inputs={"dataset": index.root})
 
     root = Path(index.root)
     all_ids = [_record_id(r, root) for r in index.records]
@@ -692,6 +693,8 @@ def invert_dataset(
     mse = torch.cat([p["mse"] for p in parts])
     perceptual = torch.cat([p["perceptual"] for p in parts])
     _finish(out_file, meta_file, G, index, sub, sel_ids, ws, mse, perceptual, cfg, s)
+    record_file(out_file)
+    record_file(meta_file)
     shutil.rmtree(partial)
     return out_file
 

@@ -274,6 +274,11 @@ def _load_state(out: Path, nets, opts, gen) -> dict:
 # Driver
 
 
+# what a training run writes (latentwalk.outputs): snapshots, samples, the log, the finished generator
+_RUN_PATTERNS = ("state.safetensors", "state.json", "generator.safetensors", "generator.json", "log.jsonl", "DONE",
+                 ".*.tmp", "samples/*.png", "samples/.*.tmp")  # fmt: skip
+
+
 def train_gan(
     images: Tensor,
     labels: Tensor,
@@ -283,6 +288,7 @@ def train_gan(
     n_labels: int | None = None,
     device=None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = False,
     provenance: dict[str, Any] | None = None,
 ) -> TrainResult:
@@ -291,10 +297,12 @@ def train_gan(
     Args:
         images: real training images ``[N, C, R, R]`` float32 in [-1, 1], ``R == cfg.resolution``, C = 1 or 3.
         labels: class index per image ``[N]`` int64 (used when ``cfg.conditional``; recorded otherwise).
-        out: run folder; must be empty or absent unless ``resume``.
+        out: run folder; must be empty or absent unless ``resume`` or ``overwrite`` (and then written by latentwalk:
+            :mod:`latentwalk.outputs`).
         n_labels: number of classes (default ``labels.max() + 1``).
         device: torch device (``None`` = CPU).
         resume: continue from ``out/state.json``; the configuration must equal the saved one except ``kimg``.
+        overwrite: replace an earlier run in ``out``.
         provenance: extra facts recorded in ``generator.json`` (e.g. the dataset's name); never file names.
 
     Returns:
@@ -327,6 +335,10 @@ def train_gan(
     gen = torch.Generator().manual_seed(cfg.seed)
     nets, opts = {"G": G, "D": D, "G_ema": G_ema}, {"opt_g": opt_g, "opt_d": opt_d}
 
+    from latentwalk.outputs import claim_dir, mark_dir, replace_dir
+
+    if claim_dir(out, overwrite=overwrite, resumable="gan train", resume=resume) == "replace":
+        replace_dir(out)
     images_seen, step, start_kimg = 0, 0, 0.0
     if resume and (out / "state.json").is_file():
         info = _load_state(out, nets, opts, gen)
@@ -338,9 +350,7 @@ def train_gan(
             )
         images_seen, step = info["images_seen"], info["step"]
         start_kimg = images_seen / 1000
-    elif out.exists() and any(out.iterdir()):
-        raise ConfigError(f"run folder {out} is not empty; pass --resume to continue it or choose a new --out")
-    out.mkdir(parents=True, exist_ok=True)
+    mark_dir(out, "gan train", files=(), patterns=_RUN_PATTERNS)
     (out / "samples").mkdir(exist_ok=True)
 
     grid_gen = torch.Generator().manual_seed(cfg.seed + 1)

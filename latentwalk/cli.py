@@ -233,15 +233,20 @@ def data_check(
     help="Fractions of patients per split.",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the split.")
+@click.option("--overwrite", is_flag=True, help="Replace a CSV that latentwalk wrote earlier.")
 def data_split(
-    path, layout, csv_path, image_dir, file_column, label_column, identity_column, labels, out, fractions, seed
-):
-    """Write an identity-disjoint, label-stratified train/val/test split of a dataset as a CSV."""
+    path, layout, csv_path, image_dir, file_column, label_column, identity_column, labels, out, fractions, seed,
+    overwrite,
+):  # fmt: skip
+    """Write an identity-disjoint, label-stratified train/val/test split of a dataset as a CSV (outside it)."""
     from latentwalk.data.splits import assign_splits, write_splits
+    from latentwalk.outputs import claim_file, record_file
 
+    claim_file(out, overwrite=overwrite, inputs={"dataset": path, "metadata CSV": csv_path, "image folder": image_dir})
     index = _open(path, layout, csv_path, image_dir, file_column, label_column, identity_column, labels)
     index = assign_splits(index, fractions=_floats(fractions, "--fractions"), seed=seed)
     write_splits(index, out)
+    record_file(out)
     per_split = {s: sum(c.values()) for s, c in index.split_counts().items()}
     click.echo(f"wrote {out}: " + ", ".join(f"{s}={n}" for s, n in per_split.items()))
 
@@ -339,9 +344,10 @@ def _dataset_option(fn):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
 @_train_config_options
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last snapshot.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier run in --out.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.pass_context
-def gan_train(ctx, data_dir, layout, out, resume, device, split_name, **options):
+def gan_train(ctx, data_dir, layout, out, resume, overwrite, device, split_name, **options):
     """Train the built-in StyleGAN2 generator on a dataset.
 
     \b
@@ -352,8 +358,10 @@ def gan_train(ctx, data_dir, layout, out, resume, device, split_name, **options)
     from gan_zoo.train import TrainConfig, train_gan
     from latentwalk.data import load_tensors, open_dataset
     from latentwalk.devices import resolve_device
+    from latentwalk.outputs import claim_dir
 
     cfg = TrainConfig(**options, split=None if split_name == "all" else split_name)
+    claim_dir(out, overwrite=overwrite, inputs={"dataset": data_dir}, resumable="gan train", resume=resume)
     index = open_dataset(data_dir, layout=layout)
     if cfg.split is not None:
         if all(r.split is None for r in index.records):
@@ -372,6 +380,7 @@ def gan_train(ctx, data_dir, layout, out, resume, device, split_name, **options)
         n_labels=len(index.label_names),
         device=resolve_device(device),
         resume=resume,
+        overwrite=overwrite,
         progress=_progress(ctx),
         provenance={"label_names": list(index.label_names), "channels": int(images.shape[1])},
     )
@@ -390,7 +399,8 @@ def gan_train(ctx, data_dir, layout, out, resume, device, split_name, **options)
     show_default=True,
     help="Which generator of the pickle.",
 )
-def gan_convert(pickle_path, out, key):
+@click.option("--overwrite", is_flag=True, help="Replace an earlier latentwalk output in --out.")
+def gan_convert(pickle_path, out, key, overwrite):
     """Convert a StyleGAN2-ADA pickle to safetensors + JSON, without NVIDIA's code and without running the file.
 
     \b
@@ -401,17 +411,19 @@ def gan_convert(pickle_path, out, key):
 
     from gan_zoo.checkpoint import save_generator
     from gan_zoo.nvidia import load_stylegan_pickle
-    from latentwalk.io import prepare_out_dir, sha256_file
+    from latentwalk.io import sha256_file
+    from latentwalk.outputs import claim_dir, staged_dir
 
-    prepare_out_dir(out)
+    claim_dir(out, overwrite=overwrite, inputs={"pickle": pickle_path})
     G = load_stylegan_pickle(pickle_path, key=key)
     digest = sha256_file(pickle_path)
-    out.mkdir(parents=True, exist_ok=True)
-    weights, _ = save_generator(
-        G,
-        out / "generator",
-        {"source": "stylegan2-ada pickle", "key": key, "source_file": pickle_path.name, "source_sha256": digest},
-    )
+    with staged_dir(out, "gan convert", overwrite=overwrite, inputs={"pickle": pickle_path}) as stage:
+        save_generator(
+            G,
+            stage / "generator",
+            {"source": "stylegan2-ada pickle", "key": key, "source_file": pickle_path.name, "source_sha256": digest},
+        )
+    weights = out / "generator.safetensors"
     click.echo(
         f"wrote {weights} and {weights.with_suffix('.json')} ({G.img_resolution} px, {G.img_channels} "
         f"channel(s), num_ws {G.num_ws}); load it with lite:{out}"
@@ -446,14 +458,19 @@ def gan_info(spec, as_json):
 @click.option("--truncation", default=1.0, show_default=True, help="Truncation psi (1 = off).")
 @click.option("--label", default=None, type=int, help="Class index for a conditional generator (default: cycle).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-def gan_sample(spec, out, count, seed, truncation, label, device):
+@click.option("--overwrite", is_flag=True, help="Replace a grid that latentwalk wrote earlier.")
+def gan_sample(spec, out, count, seed, truncation, label, device, overwrite):
     """Write a grid of samples from a generator (same seed, same picture)."""
     import gan_zoo
     from gan_zoo.sampling import sample_images, save_grid
+    from latentwalk.outputs import claim_file, record_file
+
+    claim_file(out, overwrite=overwrite)
 
     G = gan_zoo.load(spec, device=device)
     images = sample_images(G, count, seed=seed, truncation_psi=truncation, label=label)
     save_grid(images, out, nrow=min(8, count))
+    record_file(out)
     click.echo(f"wrote {count} samples of {spec} to {out}")
 
 
@@ -749,8 +766,9 @@ def generate_cmd(ctx, config_file, out, overwrite, **options):
 @click.option("--endpoint-filter/--no-endpoint-filter", default=True, show_default=True,
               help="Keep only drawn endpoints that the class guide assigns to --label.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier walk in --out.")
 def walk_cmd(spec, guides_dir, data_dir, layout, label, seed, out, n_steps, optim_steps, gate_space,
-             gate_percentile, endpoint_filter, device):  # fmt: skip
+             gate_percentile, endpoint_filter, device, overwrite):  # fmt: skip
     """One linear and one PLAN path between the same two endpoints: an image strip and a distance plot.
 
     \b
@@ -764,8 +782,11 @@ def walk_cmd(spec, guides_dir, data_dir, layout, label, seed, out, n_steps, opti
     from latentwalk.guides import load_guides
     from latentwalk.paths import PlanConfig
     from latentwalk.pipeline import _check_guides, real_reference
+    from latentwalk.outputs import claim_dir, staged_dir
     from latentwalk.walk import compare_walks, save_walk
 
+    inputs = {"dataset": data_dir, "guides": guides_dir}
+    claim_dir(out, overwrite=overwrite, inputs=inputs)
     dev = resolve_device(device)
     G = gan_zoo.load(spec, device=dev)
     guides = load_guides(guides_dir, device=dev)
@@ -775,7 +796,8 @@ def walk_cmd(spec, guides_dir, data_dir, layout, label, seed, out, n_steps, opti
     gate = build_gate(gate_space, real.to(dev), patients, guides=guides, percentile=gate_percentile)
     walk = compare_walks(G, guides, gate, label, seed=seed, n_steps=n_steps, endpoint_filter=endpoint_filter,
                          plan_cfg=PlanConfig(optim_steps=optim_steps))  # fmt: skip
-    files = save_walk(walk, out)
+    with staged_dir(out, "walk", overwrite=overwrite, inputs=inputs) as stage:
+        files = {k: out / v.name for k, v in save_walk(walk, stage).items()}
     below = walk.to_dict()["below_threshold"]
     click.echo(
         f"points below the gate threshold {walk.threshold:.3g}: linear {below['linear']}, PLAN {below['plan']} "
@@ -819,9 +841,10 @@ def _eval_default(name: str):
 @click.option("--walk", "walk_dir", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Output of latentwalk walk: adds its linear-vs-PLAN distance plot.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier report in --out.")
 @click.pass_context
 def evaluate_cmd(ctx, real_dir, syn_dir, out, guides_dir, layout, spaces, utility_epochs, utility_seeds, reid_epochs,
-                 lpips_weights, inception_weights, walk_dir, device):  # fmt: skip
+                 lpips_weights, inception_weights, walk_dir, device, overwrite):  # fmt: skip
     """Score a synthetic dataset: privacy (near-copies, DCR, MIA, re-identification), fidelity, utility.
 
     \b
@@ -839,7 +862,8 @@ def evaluate_cmd(ctx, real_dir, syn_dir, out, guides_dir, layout, spaces, utilit
         utility_epochs=utility_epochs, utility_seeds=seeds, reid_epochs=reid_epochs, lpips_weights=lpips_weights,
         inception_weights=inception_weights, device=device,
     )  # fmt: skip
-    evaluate(real_dir, syn_dir, out, cfg, walk_dir=walk_dir, progress=_progress(ctx), echo=click.echo)
+    evaluate(real_dir, syn_dir, out, cfg, walk_dir=walk_dir, overwrite=overwrite, progress=_progress(ctx),
+             echo=click.echo)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -853,8 +877,9 @@ def evaluate_cmd(ctx, real_dir, syn_dir, out, guides_dir, layout, spaces, utilit
     default=Path("latentwalk-demo"),
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder (an earlier demo there is replaced).",
+    help="Output folder (empty, absent, or an earlier demo with --overwrite).",
 )
+@click.option("--overwrite", is_flag=True, help="Replace an earlier demo in --out.")
 @click.option("--patients", type=int, default=None, help="Phantom patients.  [default: 100 (cxr), 150 (fundus)]")
 @click.option("--guide-epochs", default=_demo_default("guide_epochs"), show_default=True, help="Epochs per guide.")
 @click.option("--invert-steps", default=_demo_default("invert_steps"), show_default=True, help="Steps per image.")
@@ -866,7 +891,7 @@ def evaluate_cmd(ctx, real_dir, syn_dir, out, guides_dir, layout, spaces, utilit
 @click.option("--seed", default=_demo_default("seed"), show_default=True, help="Seed of every stage.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.pass_context
-def demo(ctx, kind, out, patients, guide_epochs, invert_steps, k, per_label, optim_steps, eval_epochs, seed, device):
+def demo(ctx, kind, out, overwrite, patients, guide_epochs, invert_steps, k, per_label, optim_steps, eval_epochs, seed, device):
     """Run the main job on the embedded phantom data, offline.
 
     \b
@@ -878,7 +903,7 @@ def demo(ctx, kind, out, patients, guide_epochs, invert_steps, k, per_label, opt
     cfg = DemoConfig(kind=kind, patients=patients, guide_epochs=guide_epochs, invert_steps=invert_steps, k=k,
                      per_label=per_label, optim_steps=optim_steps, eval_epochs=eval_epochs, seed=seed,
                      device=device)  # fmt: skip
-    run_demo(out, cfg, progress=_progress(ctx), echo=click.echo)
+    run_demo(out, cfg, overwrite=overwrite, progress=_progress(ctx), echo=click.echo)
 
 
 def main(argv: list[str] | None = None) -> None:

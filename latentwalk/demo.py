@@ -20,6 +20,7 @@ import torch
 
 from latentwalk.errors import ConfigError
 from latentwalk.io import atomic_write_text, write_json
+from latentwalk.outputs import LEDGER, claim_dir, mark_dir, replace_dir
 
 __all__ = ["DemoConfig", "run_demo"]
 
@@ -27,6 +28,10 @@ __all__ = ["DemoConfig", "run_demo"]
 # fundus has five grades: 150 patients leave about 21 training patients per grade, i.e. 3-4 k-same groups (k = 5) and
 # 3-6 distinct centroid pairs of 8 images each (100 patients gave 2 groups, one pair, 8 images for some grades)
 DEFAULT_PATIENTS = {"cxr": 100, "fundus": 150}
+# the demo's own top-level files while it runs (latentwalk.outputs); its stage folders carry markers of their own
+_DEMO_PATTERNS = ("samples.png", "synthetic.png", "walk_strip.png", "walk_distance.png", "walk.json", "demo.json",
+                  "report.md", "latents-train.safetensors", "latents-train.json", "latents-train.safetensors.partial/*",
+                  LEDGER, ".*.tmp", ".*.partial/*")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -77,9 +82,17 @@ def _grid(out: Path, files: list[Path], nrow: int = 8) -> None:
 
 
 def run_demo(
-    out: str | os.PathLike, cfg: DemoConfig = DemoConfig(), *, progress: bool = False, echo: Callable | None = None
+    out: str | os.PathLike,
+    cfg: DemoConfig = DemoConfig(),
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
+    echo: Callable | None = None,
 ) -> dict[str, Any]:
-    """Run every stage into ``out`` (replacing an earlier demo there) and write ``report.md``; returns its figures."""
+    """Run every stage into ``out`` and write ``report.md``; returns its figures.
+
+    ``out`` must be absent or empty, or hold an earlier demo and ``overwrite`` be given (:mod:`latentwalk.outputs`).
+    """
     import gan_zoo
     from gan_zoo.invert import InvertConfig, invert_dataset
     from gan_zoo.sampling import sample_images, save_grid
@@ -97,7 +110,9 @@ def run_demo(
         cfg = dataclasses.replace(cfg, patients=DEFAULT_PATIENTS[cfg.kind])
     say = echo if echo is not None else (lambda _m: None)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if claim_dir(out, overwrite=overwrite) == "replace":
+        replace_dir(out)
+    mark_dir(out, "demo", files=(), patterns=_DEMO_PATTERNS)
     times: dict[str, float] = {}
     started = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -107,7 +122,7 @@ def run_demo(
 
     with _stage(say, times, "data", f"[1/8] phantom {cfg.kind} dataset -> {data_dir}"):
         phantoms = PhantomConfig(kind=cfg.kind, identities=cfg.patients, seed=cfg.seed)
-        index = write_phantom_dataset(phantoms, data_dir, overwrite=True, progress=progress)
+        index = write_phantom_dataset(phantoms, data_dir, progress=progress)
         summary = format_summary(summarize(index, check_images(index, progress=progress)))
         say("      " + summary.replace("\n", "\n      "))
     with _stage(say, times, "generator", f"[2/8] generator demo:{cfg.kind} -> {out / 'samples.png'}"):
@@ -115,7 +130,7 @@ def run_demo(
         save_grid(sample_images(G, 32, seed=cfg.seed), out / "samples.png", nrow=8)
     with _stage(say, times, "guides", f"[3/8] identity and class guides ({cfg.guide_epochs} epochs) -> {guides_dir}"):
         res = train_guides(index, guides_dir, GuideConfig(epochs=cfg.guide_epochs, seed=cfg.seed),
-                           resolution=G.img_resolution, channels=G.img_channels, device=device, overwrite=True,
+                           resolution=G.img_resolution, channels=G.img_channels, device=device,
                            progress=progress)  # fmt: skip
         ident, klass = res.metrics["identity"], res.metrics["class"]
         say(f"      identity accuracy (held-out images of training patients) {ident.get('val_accuracy', 0):.3f}; "
@@ -125,7 +140,7 @@ def run_demo(
         with warnings.catch_warnings():  # no LPIPS weights offline: the fallback is recorded in the latents' JSON
             warnings.simplefilter("ignore", UserWarning)
             invert_dataset(G, train, latents, InvertConfig(steps=cfg.invert_steps, batch=64, seed=cfg.seed),
-                           progress=progress, overwrite=True)  # fmt: skip
+                           progress=progress)  # fmt: skip
     gen_cfg = GenerateConfig(
         gan=f"demo:{cfg.kind}",
         guides=str(guides_dir),
@@ -143,10 +158,10 @@ def run_demo(
     n_labels = len(index.label_names)
     with _stage(say, times, "generate", f"[5/8] k-same (k={cfg.k}) + PLAN: {cfg.per_label} images x {n_labels} "
                 f"labels -> {synth}"):  # fmt: skip
-        result = generate(gen_cfg, synth, overwrite=True, progress=progress, echo=lambda m: say("      " + m))
+        result = generate(gen_cfg, synth, progress=progress, echo=lambda m: say("      " + m))
     with _stage(say, times, "baseline", "[6/8] the same k-same centroid pairs walked in straight lines"):
         base = generate(GenerateConfig(**{**gen_cfg.to_dict(), "optim_steps": 0, "gate_threshold": 0.0}),
-                        out / "baseline-linear", overwrite=True, progress=progress)  # fmt: skip
+                        out / "baseline-linear", progress=progress)  # fmt: skip
     walk_text = f"[7/8] linear vs PLAN walk between two k-same centroids -> {out / 'walk_strip.png'}"
     with _stage(say, times, "walk", walk_text):
         from latentwalk.gate import build_gate
@@ -182,6 +197,7 @@ def run_demo(
     figures["evaluation"] = _evaluation_summary(ev.metrics)
     write_json(out / "demo.json", figures)
     atomic_write_text(out / "report.md", _report(cfg, figures, out, synth))
+    mark_dir(out, "demo")  # the exact files of the finished demo
     say(f"done in {total:.0f}s; report: {out / 'report.md'}; synthetic dataset: {synth}")
     return figures
 

@@ -669,13 +669,14 @@ def train_guides(
 
     Args:
         index: the dataset, with identity-disjoint splits assigned and an identity for every training image.
-        out_dir: folder to create; an existing non-empty folder is an error unless ``overwrite``.
+        out_dir: folder to create; an existing non-empty folder is an error unless ``overwrite`` and latentwalk
+            wrote it (:mod:`latentwalk.outputs`); never inside the dataset.
         cfg: training options.
         resolution: input side R in pixels; give the generator's ``img_resolution``. ``None`` = the training
             images' own side (they must all be square and of one size).
         channels: 1 or 3; give the generator's ``img_channels``. ``None`` = ``index.channels``, or 1 when undeclared.
         device: torch device to train on (``None`` = CPU); the caller resolves "auto".
-        overwrite: replace a non-empty ``out_dir``.
+        overwrite: replace a non-empty ``out_dir`` that latentwalk wrote.
         progress: show tqdm bars (image loading, one bar over epochs per model).
 
     Returns:
@@ -686,11 +687,12 @@ def train_guides(
         DataError: no train split, a training image without identity, fewer than 2 training patients or labels.
         MissingWeightsError: ``cfg.weights`` names a file that does not exist.
     """
-    from latentwalk.io import prepare_out_dir, staged_dir
+    from latentwalk.outputs import claim_dir, staged_dir
 
     started = time.perf_counter()
     device = torch.device("cpu") if device is None else torch.device(device)
-    prepare_out_dir(out_dir, overwrite)
+    inputs = {"dataset": index.root, "initial weights": cfg.weights}
+    claim_dir(out_dir, overwrite=overwrite, inputs=inputs)  # before the slow training
     if cfg.weights is not None:
         _read_weights_bytes(Path(cfg.weights), "initial resnet18 weights")
     data, contract = _load_data(index, resolution, channels, cfg, progress)
@@ -718,7 +720,7 @@ def train_guides(
         common["init_weights"] = {"file": Path(cfg.weights).name, "sha256": hashlib.sha256(blob).hexdigest()}
 
     out = Path(out_dir)
-    with staged_dir(out, overwrite) as stage:
+    with staged_dir(out, "guides train", overwrite=overwrite, inputs=inputs) as stage:
         _save_model(stage, "identity", id_model, {**common, "metrics": id_metrics})
         _save_model(stage, "class", cls_model, {**common, "metrics": cls_metrics})
     files = tuple(out / f"{role}.{ext}" for role in ROLES for ext in ("safetensors", "json"))

@@ -8,9 +8,8 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,6 @@ __all__ = [
     "atomic_write_text",
     "write_json",
     "write_csv",
-    "staged_dir",
-    "prepare_out_dir",
 ]
 
 
@@ -73,46 +70,6 @@ def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Ma
     for row in rows:
         writer.writerow(row)
     atomic_write_text(path, buf.getvalue())
-
-
-def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Check that ``out`` may be written: absent, an empty folder, or ``overwrite`` is set.
-
-    Raises:
-        ConfigError: ``out`` is a file, or a non-empty folder without ``overwrite``, or its parent is not writable.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output path {out} is a file; give a folder path")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"output folder {out} is not empty; choose a new folder or pass --overwrite")
-    parent = out.resolve().parent
-    if not parent.exists():
-        with contextlib.suppress(OSError):
-            parent.mkdir(parents=True, exist_ok=True)
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ConfigError(f"cannot write under {parent}; choose a writable output folder")
-    return out
-
-
-@contextlib.contextmanager
-def staged_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Build a folder in a hidden staging folder beside ``out`` and move it into place only when the block succeeds.
-
-    On any exception the staging folder is removed and ``out`` is left as it was.
-    """
-    out = prepare_out_dir(out, overwrite)
-    out.resolve().parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.resolve().parent))
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes a 0700 folder
-    os.replace(stage, out)
 
 
 LFS_POINTER_PREFIX = b"version https://git-lfs"  # a git-lfs pointer checked out instead of the file itself

@@ -43,7 +43,8 @@ from torch import Tensor
 from latentwalk.config import StageConfig
 from latentwalk.errors import ConfigError, DataError
 from latentwalk.gate import GATE_SPACES, Gate, build_gate
-from latentwalk.io import atomic_write_bytes, atomic_write_text, prepare_out_dir, sha256_file, write_csv, write_json
+from latentwalk.io import atomic_write_bytes, atomic_write_text, sha256_file, write_csv, write_json
+from latentwalk.outputs import claim_dir, mark_dir, replace_dir
 
 __all__ = [
     "METHODS",
@@ -692,55 +693,45 @@ def _diff_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in auto)
 
 
-def _holds_our_run(folder: Path) -> bool:
-    """True for a folder holding a latentwalk run (finished or not), or nothing at all."""
-    run = _read_json(folder / "run.json")
-    return (
-        not any(folder.iterdir())
-        or (run is not None and run.get("format") == RUN_FORMAT)
-        or (folder / WORK_DIR / "config.json").is_file()
-    )
+_GENERATE = "generate"
+# what a generate run writes while it runs (see latentwalk.outputs); the marker lists the exact files once it ends
+_RUN_PATTERNS = ("images/*/s*_*.png", "images/*/.*.tmp", ".*.tmp", f"{WORK_DIR}/*", "manifest.csv", "run.json",
+                 "DATASET_CARD.md")  # fmt: skip
 
 
-def check_out_dir(out: Path, cfg: GenerateConfig) -> None:
-    """Refuse an output folder that is one of the inputs or lies around one, or that cannot be written."""
-    target = out.resolve()
-    for name in ("data", "guides", "latents"):
-        value = getattr(cfg, name)
-        if not value:
-            continue
-        src = Path(value).resolve()
-        if target == src or target in src.parents or src in target.parents:
-            raise ConfigError(f"output folder {out} overlaps the {name} input {value}; write the dataset elsewhere")
-    if out.exists() and out.is_dir() and not os.access(out, os.W_OK):
-        raise ConfigError(f"cannot write into {out}; choose a writable output folder")
-    if not out.exists():
-        prepare_out_dir(out, overwrite=False)  # a file in the way, an unwritable parent
+def _inputs(cfg: GenerateConfig) -> dict[str, str | None]:
+    """The inputs a run reads (the output stays apart from each); a ``lite:``/bare generator path among them."""
+    gan = cfg.gan.split(":", 1)[1] if cfg.gan.startswith(("lite:", "stylegan:")) else cfg.gan
+    gan = gan if ":" not in gan and Path(gan).exists() else None
+    return {"data": cfg.data, "guides": cfg.guides, "latents": cfg.latents, "generator": gan}
+
+
+def check_out_dir(out: Path, cfg: GenerateConfig, overwrite: bool = False) -> str:
+    """Refuse, before the slow setup, an output folder that overlaps an input, cannot be written, or holds
+    something this run may not replace or resume (:func:`latentwalk.outputs.claim_dir`)."""
+    return claim_dir(out, overwrite=overwrite, inputs=_inputs(cfg), resumable=_GENERATE, resume=True)
 
 
 def _open_out(out: Path, cfg: GenerateConfig, fingerprint: str, chunk: int, overwrite: bool) -> str:
     """Prepare ``out`` on rank 0; returns ``"new"``, ``"resume"`` or ``"done"``."""
+    claim = check_out_dir(out, cfg, overwrite)
+    if claim == "replace":
+        replace_dir(out)
     run = _read_json(out / "run.json")
     work = out / WORK_DIR / "config.json"
     if out.is_dir() and (out / WORK_DIR).is_dir() and not work.is_file():
         shutil.rmtree(out / WORK_DIR)  # killed before its first record: nothing finished in it
-    if overwrite and out.is_dir():
-        if not _holds_our_run(out):
-            raise ConfigError(
-                f"{out} holds files that are not a latentwalk synthetic dataset; --overwrite only replaces "
-                "latentwalk outputs: choose another folder"
-            )
-        shutil.rmtree(out)
-    elif run is not None and run.get("format") == RUN_FORMAT:
+    if run is not None and run.get("format") == RUN_FORMAT:
         if run.get("fingerprint") == fingerprint:
             shutil.rmtree(out / WORK_DIR, ignore_errors=True)  # died after run.json, before the clean-up
+            mark_dir(out, _GENERATE)
             return "done"
         diff = _diff_keys(run.get("config", {}), public_config(cfg))
         what = f"other settings ({', '.join(diff)})" if diff else "other inputs (generator, guides, data or latents)"
         raise ConfigError(
             f"{out} holds a finished run made with {what}; choose a new folder or pass --overwrite to replace it"
         )
-    elif work.is_file():
+    if work.is_file():
         old = _read_json(work) or {}
         if old.get("fingerprint") != fingerprint:
             diff = _diff_keys(old.get("config", {}), public_config(cfg))
@@ -754,8 +745,7 @@ def _open_out(out: Path, cfg: GenerateConfig, fingerprint: str, chunk: int, over
                 "--overwrite to start over"
             )
         return "resume"
-    else:
-        prepare_out_dir(out, overwrite=False)
+    mark_dir(out, _GENERATE, files=(), patterns=_RUN_PATTERNS)
     write_json(work, {"fingerprint": fingerprint, "config": public_config(cfg), "chunk": chunk})  # no real paths
     (out / WORK_DIR / "items").mkdir(parents=True, exist_ok=True)
     return "new"
@@ -823,7 +813,7 @@ def generate(
     with _world(cfg.device) as world:
         lead = world.rank == 0
         if lead:
-            check_out_dir(out, cfg)  # before the slow setup
+            check_out_dir(out, cfg, overwrite)  # before the slow setup
         setup = _setup(cfg, world, progress and lead)
         ctx = setup.ctx
         state = "new"
@@ -876,6 +866,7 @@ def generate(
         if lead:
             run = _merge(ctx, setup, out, all_items, state == "resume", time.perf_counter() - started, world.size)
             shutil.rmtree(work, ignore_errors=True)
+            mark_dir(out, _GENERATE)  # the exact files of the finished run
             say(_summary_line(run, out))
         world.barrier()
         run = _read_json(out / "run.json") or {}

@@ -49,6 +49,7 @@ def _images(n: int = 4, channels: int = 1, res: int = 32, seed: int = 0) -> torc
 def test_train_guides_writes_both_models_with_metrics(trained, cxr_index):
     result, out = trained
     assert sorted(p.name for p in out.iterdir()) == [
+        ".latentwalk-output.json",  # the ownership marker (latentwalk.outputs)
         "class.json",
         "class.safetensors",
         "identity.json",
@@ -157,15 +158,27 @@ def test_patients_with_one_training_image_are_training_only(fundus_dataset, tmp_
     assert ident["n_train_images"] == len(train_ids)
 
 
-def test_existing_out_dir_is_an_error_unless_overwrite(cxr_index, tmp_path):
+def test_out_dir_is_replaced_only_when_latentwalk_wrote_it_and_overwrite_is_given(cxr_index, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("x")
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError, match="latentwalk did not write it"):
+            train_guides(cxr_index, mine, TINY, overwrite=overwrite)
+    assert (mine / "thesis.txt").read_text() == "x" and sorted(p.name for p in mine.iterdir()) == ["thesis.txt"]
     out = tmp_path / "g"
-    out.mkdir()
-    (out / "keep.txt").write_text("x")
-    with pytest.raises(ConfigError, match="not empty"):
-        train_guides(cxr_index, out, TINY)
-    assert (out / "keep.txt").exists()
-    train_guides(cxr_index, out, dataclasses.replace(TINY, epochs=1), overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "identity.json").is_file()
+    one = dataclasses.replace(TINY, epochs=1)
+    train_guides(cxr_index, out, one)
+    with pytest.raises(ConfigError, match="pass --overwrite"):
+        train_guides(cxr_index, out, one)
+    (out / "notes.md").write_text("mine now")  # a file the user added to our output protects the whole folder
+    with pytest.raises(ConfigError, match=r"did not write \(notes.md\)"):
+        train_guides(cxr_index, out, one, overwrite=True)
+    (out / "notes.md").unlink()
+    train_guides(cxr_index, out, one, overwrite=True)
+    assert (out / "identity.json").is_file()
+    with pytest.raises(ConfigError, match="inside the dataset"):
+        train_guides(cxr_index, cxr_index.root / "guides", one)
 
 
 def test_training_needs_a_train_split_with_identities(cxr_index, tmp_path):

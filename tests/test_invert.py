@@ -364,7 +364,7 @@ def test_invert_dataset_refuses_bad_requests(G, cxr_index, tmp_path):
     with pytest.raises(ConfigError, match="repeated"):
         invert_dataset(G, cxr_index, tmp_path / "lat.safetensors", DATA_CFG, ids=ids * 2)
     out = invert_dataset(G, cxr_index, tmp_path / "lat.safetensors", DATA_CFG, ids=ids)
-    with pytest.raises(ConfigError, match="exists; pass --overwrite"):
+    with pytest.raises(ConfigError, match="pass --overwrite"):
         invert_dataset(G, cxr_index, out, DATA_CFG, ids=ids)
     invert_dataset(G, cxr_index, out, DATA_CFG, ids=ids, overwrite=True)
 

@@ -401,10 +401,10 @@ def test_cli_without_config_file_and_overwrite_only_replaces_our_runs(chain, tmp
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     refused = CliRunner().invoke(cli, [*args[:-1], str(foreign), "--overwrite"])
-    assert refused.exit_code == 2 and "not a latentwalk synthetic dataset" in refused.output
+    assert refused.exit_code == 2 and "latentwalk did not write it" in refused.output
     assert (foreign / "notes.txt").read_text() == "keep me"
     inside = CliRunner().invoke(cli, [*args[:-1], str(Path(chain["data"]) / "synthetic")])
-    assert inside.exit_code == 2 and "overlaps the data input" in inside.output
+    assert inside.exit_code == 2 and "inside the data input" in inside.output
 
 
 def test_a_work_folder_killed_before_its_first_record_is_started_over(chain, tmp_path):

@@ -661,7 +661,8 @@ def write_phantom_dataset(cfg: PhantomConfig, out: str | Path, *, overwrite: boo
     nothing behind.
 
     Raises:
-        ConfigError: if ``out`` exists and is not empty (unless ``overwrite``), or cannot be written.
+        ConfigError: if ``out`` exists and is not empty (unless ``overwrite`` and latentwalk wrote it), or cannot be
+            written (see :mod:`latentwalk.outputs`).
     """
     from PIL import Image
 
@@ -669,10 +670,11 @@ def write_phantom_dataset(cfg: PhantomConfig, out: str | Path, *, overwrite: boo
     from latentwalk.data.layouts import open_dataset
     from latentwalk.data.records import DatasetIndex, ImageRecord
     from latentwalk.data.splits import split_identities
-    from latentwalk.io import staged_dir, write_csv, write_json
+    from latentwalk.io import write_csv, write_json
+    from latentwalk.outputs import staged_dir
 
     out = Path(out)
-    with staged_dir(out, overwrite=overwrite) as stage:
+    with staged_dir(out, "data phantoms", overwrite=overwrite) as stage:
         rows, images_gt = [], {}
         for ph in generate_phantoms(cfg, progress=progress):
             rel = f"images/{ph.label}/{ph.name}.png"

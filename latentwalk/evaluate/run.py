@@ -216,6 +216,7 @@ def evaluate(
     cfg: EvalConfig | None = None,
     *,
     walk_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
     progress: bool = False,
     echo: Callable[[str], None] | None = None,
 ) -> EvalResult:
@@ -224,9 +225,11 @@ def evaluate(
     Args:
         real_dir: the real dataset (with train and test splits and patient identities).
         synthetic_dir: the output of ``latentwalk generate`` (or any ``images/<label>/*.png`` folder).
-        out_dir: report folder (created; files in it are replaced).
+        out_dir: report folder, built aside and moved into place at the end; an earlier report there is replaced
+            only with ``overwrite`` (:mod:`latentwalk.outputs`); never inside or around an input.
         cfg: options; ``None`` = defaults.
         walk_dir: optional output of ``latentwalk walk`` whose linear-vs-PLAN distance plot joins the report.
+        overwrite: replace an earlier latentwalk report in ``out_dir``.
         progress: progress bars.
         echo: ``callable(str)`` for one-line messages.
 
@@ -240,23 +243,28 @@ def evaluate(
             not found skip their space or extractor, with a note in the report).
     """
     from latentwalk.devices import resolve_device
-    from latentwalk.evaluate import fidelity, privacy, utility
-    from latentwalk.evaluate.report import write_report
-    from latentwalk.guides import load_guides
+    from latentwalk.outputs import claim_dir, staged_dir
 
     cfg = EvalConfig() if cfg is None else cfg
     say = echo if echo is not None else (lambda _m: None)
     started = time.perf_counter()
     device = resolve_device(cfg.device)
-    out = Path(out_dir)
-    for name, src in (("synthetic", synthetic_dir), ("real", real_dir)):
-        src_path = Path(src).resolve()
-        if out.resolve() == src_path or src_path in out.resolve().parents:
-            raise ConfigError(
-                f"the report folder {out} lies inside the {name} dataset {src}; the report shows real images, so "
-                "write it elsewhere"
-            )
-    out.mkdir(parents=True, exist_ok=True)
+
+    final = Path(out_dir)
+    inputs = {"real dataset": real_dir, "synthetic dataset": synthetic_dir, "guides": cfg.guides}
+    claim_dir(final, overwrite=overwrite, inputs=inputs)  # before the slow work
+    with staged_dir(final, "evaluate", overwrite=overwrite, inputs=inputs) as out:
+        metrics = _evaluate(Path(real_dir), Path(synthetic_dir), out, cfg, walk_dir, progress, say, started, device)
+    say(f"report: {final / 'report.md'} and {final / 'report.html'}; figures: {final / 'metrics.json'}")
+    return EvalResult(final, metrics)
+
+
+def _evaluate(real_dir, synthetic_dir, out, cfg, walk_dir, progress, say, started, device) -> dict[str, Any]:
+    """The body of :func:`evaluate`, writing into the staging folder ``out``; returns the metrics."""
+    from latentwalk.evaluate import fidelity, privacy, utility
+    from latentwalk.evaluate.report import write_report
+    from latentwalk.guides import load_guides
+
     data = _load(Path(real_dir), Path(synthetic_dir), cfg, progress)
     guides = load_guides(cfg.guides, device=device) if cfg.guides else None
     notes: list[str] = []
@@ -315,8 +323,7 @@ def evaluate(
     metrics["config"] = {**cfg.to_dict(), "guides": "<given>" if cfg.guides else None}
     metrics["seconds"] = round(time.perf_counter() - started, 1)
     write_report(out, metrics, data, pairs, dists, walk_dir=walk_dir)
-    say(f"report: {out / 'report.md'} and {out / 'report.html'}; figures: {out / 'metrics.json'}")
-    return EvalResult(out, metrics)
+    return metrics
 
 
 def _privacy_space(
