@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ __all__ = [
     "load_generator",
     "read_generator_config",
     "load_state_dict_strict",
+    "check_architecture",
+    "build_checked",
 ]
 
 FORMAT = "latentwalk.gan_zoo.stylegan2.Generator"
@@ -56,7 +59,91 @@ def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], wh
     Raises:
         DataError: naming ``where``, the missing and unexpected keys, or the tensors whose shapes differ.
     """
-    own = module.state_dict()
+    _compare_state(module.state_dict(), state, where)
+    module.load_state_dict(state, strict=True)
+
+
+# Sane ranges of the integer options a generator file may record (inclusive); anything else is refused before a module
+# is built. Memory is bounded separately: the module is first built on the meta device and its shapes compared with
+# the tensors the file holds.
+_INT_RANGES = {
+    "z_dim": (0, 8192), "c_dim": (0, 65536), "w_dim": (1, 8192), "img_resolution": (4, 8192),
+    "img_channels": (1, 16), "num_layers": (1, 64), "embed_features": (0, 65536), "layer_features": (1, 65536),
+    "channel_base": (1, 1 << 26), "channel_max": (1, 65536), "num_fp16_res": (0, 16), "kernel_size": (1, 15),
+    "cmap_dim": (0, 65536), "mbstd_group_size": (0, 1024), "mbstd_num_channels": (0, 1024),
+    "freeze_layers": (0, 64), "mapping_layers": (1, 64), "channels_max": (1, 65536), "num_ws": (1, 256),
+}  # fmt: skip
+_MAX_LIST = 64  # resample filters have 4 taps; nothing a generator records is a long list
+
+
+def check_architecture(kwargs: Any, where: str, _key: str = "") -> None:
+    """Refuse recorded constructor arguments outside sane ranges (negative or absurd sizes, non-finite numbers).
+
+    Raises:
+        ConfigError: naming the argument, its value and the accepted range.
+    """
+    if isinstance(kwargs, dict):
+        for key, value in kwargs.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{where}: an architecture option has a non-text name {key!r}")
+            check_architecture(value, where, key)
+        return
+    if isinstance(kwargs, list | tuple):
+        if len(kwargs) > _MAX_LIST:
+            raise ConfigError(f"{where}: {_key} has {len(kwargs)} entries; at most {_MAX_LIST} are accepted")
+        for value in kwargs:
+            check_architecture(value, where, _key)
+        return
+    if isinstance(kwargs, bool) or kwargs is None or isinstance(kwargs, str):
+        return
+    if isinstance(kwargs, int):
+        lo, hi = _INT_RANGES.get(_key, (0, 1 << 26))
+        if not lo <= kwargs <= hi:
+            raise ConfigError(f"{where}: {_key or 'a value'} = {kwargs} is outside the accepted range {lo}..{hi}")
+        return
+    if isinstance(kwargs, float):
+        if not math.isfinite(kwargs):
+            raise ConfigError(f"{where}: {_key or 'a value'} = {kwargs} is not a finite number")
+        return
+    raise ConfigError(f"{where}: {_key or 'a value'} is a {type(kwargs).__name__}, not a number, text or list")
+
+
+def build_checked(
+    cls: type[nn.Module], kwargs: dict[str, Any], state: dict[str, torch.Tensor], where: str
+) -> nn.Module:
+    """Build ``cls(**kwargs)`` and load ``state`` into it, strictly, without trusting either first.
+
+    The arguments are range-checked (:func:`check_architecture`), the module is built on the meta device (no
+    memory) and its tensor names and shapes are compared with ``state``; the file must hold at least as many bytes
+    of tensors as the module needs. Only then is the real module built and loaded. A file that records a huge
+    architecture but holds small weights is refused before anything large is allocated.
+
+    Raises:
+        ConfigError: arguments out of range or refused by the constructor (named).
+        DataError: missing/unexpected tensors, wrong shapes, or weights that repeat one storage to fill the module.
+    """
+    check_architecture(kwargs, where)
+    try:
+        with torch.device("meta"):
+            probe = cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from e
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as e:
+        raise ConfigError(f"{where}: invalid architecture ({type(e).__name__}: {e})") from e
+    _compare_state(probe.state_dict(), state, where)
+    need = sum(t.numel() * t.element_size() for t in probe.state_dict().values())
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in state.values() if t.numel()}
+    if need > sum(storages.values()):
+        raise DataError(
+            f"{where} fills {need:,} bytes of weights from {sum(storages.values()):,}; refused as malformed"
+        )
+    del probe
+    module = cls(**kwargs)
+    load_state_dict_strict(module, state, where)
+    return module
+
+
+def _compare_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], where: str) -> None:
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
@@ -66,7 +153,6 @@ def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], wh
     bad = [f"{k} {list(state[k].shape)} vs {list(v.shape)}" for k, v in own.items() if state[k].shape != v.shape]
     if bad:
         raise DataError(f"{where} has tensors of the wrong shape (file vs architecture): {bad}")
-    module.load_state_dict(state, strict=True)
 
 
 def save_generator(
@@ -163,9 +249,5 @@ def load_generator(path: str | os.PathLike, device: str | torch.device | None = 
         state = load(blob)
     except SafetensorError as e:
         raise DataError(f"{weights} is not a readable safetensors file ({e})") from e
-    try:
-        G = Generator(**meta["architecture"])
-    except (ConfigError, TypeError) as e:
-        raise ConfigError(f"{config}: invalid architecture: {e}") from e
-    load_state_dict_strict(G, state, str(weights))
+    G = build_checked(Generator, meta["architecture"], state, str(weights))
     return G.to(device or "cpu").eval().requires_grad_(False)

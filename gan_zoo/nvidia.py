@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import collections
 import inspect
-import io
+import math
 import os
 import pickle
 from collections.abc import Callable, Iterator
@@ -33,7 +33,8 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
-from gan_zoo.checkpoint import load_state_dict_strict
+from gan_zoo.checkpoint import build_checked
+from gan_zoo.safe_load import bounded_torch_load, check_object_graph
 from gan_zoo.stylegan2 import Discriminator, Generator
 from latentwalk.errors import ConfigError, DataError, LatentwalkError, MissingWeightsError, UnsafePickleError
 from latentwalk.io import reject_placeholder
@@ -118,22 +119,50 @@ def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
 
 
 def _load_storage(data: bytes) -> Any:
-    """A tensor storage serialised by ``torch.save`` inside the pickle, read without running code."""
+    """A tensor storage serialised by ``torch.save`` inside the pickle, read without running code; its declared
+    size is checked against the bytes present before anything is allocated (:func:`gan_zoo.safe_load`)."""
     if not isinstance(data, bytes | bytearray):
         raise DataError("malformed network pickle: a tensor storage is not a bytes blob")
-    try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError/RuntimeError for refused globals and for corrupt blobs
-        raise DataError(
-            f"a tensor storage in the network pickle is corrupt or unsafe (torch.load weights_only: {e})"
-        ) from e
+    return bounded_torch_load(data, "a tensor storage in the network pickle")
+
+
+def _int_tuple(x: Any) -> bool:
+    return isinstance(x, tuple) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in x)
 
 
 def _rebuild_tensor(storage: Any, offset: int, size: tuple, stride: tuple, *_ignored: Any) -> torch.Tensor:
-    """Tensor view of a storage; requires_grad, backward hooks and metadata are dropped (hooks cannot be data)."""
+    """Tensor view of a storage; requires_grad, backward hooks and metadata are dropped (hooks cannot be data).
+
+    The view must lie inside its storage and may not repeat elements (no zero strides): a tensor never holds more
+    elements than the file has bytes for.
+    """
     if not isinstance(storage, torch.storage.TypedStorage):
         raise DataError("malformed network pickle: a tensor does not refer to a tensor storage")
+    if not (isinstance(offset, int) and offset >= 0 and _int_tuple(size) and _int_tuple(stride)) or len(size) != len(
+        stride
+    ):
+        raise DataError("malformed network pickle: a tensor has an invalid offset, size or stride")
+    numel = math.prod(size)
+    if numel:
+        span = offset + sum((n - 1) * st for n, st in zip(size, stride, strict=True)) + 1
+        if span > storage.size() or numel > storage.size() - offset or (numel > 1 and 0 in stride):
+            raise DataError(
+                f"malformed network pickle: a tensor of shape {list(size)} does not fit its storage of "
+                f"{storage.size()} elements"
+            )
     return torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, collections.OrderedDict())
+
+
+def _bytearray(source: Any = b"", encoding: Any = None, errors: Any = None) -> bytearray:
+    """``bytearray`` from bytes (or latin-1 text, as protocol-2 pickles write it) only: never from a size, which
+    would let a 40-byte file allocate any amount of memory."""
+    if isinstance(source, bytes | bytearray) and encoding is None:
+        return bytearray(source)
+    if isinstance(source, str) and encoding in ("latin1", "latin-1") and errors in (None, "strict"):
+        return bytearray(source.encode("latin1"))
+    raise UnsafePickleError(
+        f"network pickle asks for bytearray({type(source).__name__}); only bytes are read, never a size to allocate"
+    )
 
 
 def _rebuild_parameter(data: Any, *_ignored: Any) -> torch.Tensor:
@@ -194,7 +223,7 @@ _ALLOWED: dict[tuple[str, str], Callable[[], Any]] = {
     ("builtins", "tuple"): lambda: tuple,
     ("builtins", "set"): lambda: set,
     ("builtins", "frozenset"): lambda: frozenset,
-    ("builtins", "bytearray"): lambda: bytearray,
+    ("builtins", "bytearray"): lambda: _bytearray,
     ("_codecs", "encode"): lambda: _latin1_bytes,
     ("numpy", "dtype"): lambda: _numpy_dtype,
     ("numpy", "ndarray"): _numpy_ndarray,
@@ -262,6 +291,7 @@ def read_stylegan_pickle(path: str | os.PathLike) -> dict[str, Any]:
         raise
     except Exception as e:  # anything else the unpickler raises means a truncated or malformed file
         raise DataError(f"{path} could not be read as a StyleGAN network pickle ({type(e).__name__}: {e})") from e
+    check_object_graph(data, str(path), children=lambda x: [x.state] if isinstance(x, PersistentRecord) else None)
     if not isinstance(data, dict):
         raise DataError(f"{path} holds a {type(data).__name__}, expected a dict of networks such as 'G_ema'")
     return data
@@ -394,10 +424,5 @@ def load_stylegan_pickle(
     if cls is None:
         raise ConfigError(f"{where} is a {record.class_name}; this reader builds {sorted(_SUPPORTED)}")
     kwargs = _constructor_kwargs(record, cls, where)
-    try:
-        module = cls(**kwargs)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from e
-    load_state_dict_strict(module, _flat_state_dict(record, where), where)
-    module = module.to(device or "cpu").eval().requires_grad_(False)
-    return module
+    module = build_checked(cls, kwargs, _flat_state_dict(record, where), where)
+    return module.to(device or "cpu").eval().requires_grad_(False)

@@ -780,9 +780,9 @@ def walk_cmd(spec, guides_dir, data_dir, layout, label, seed, out, n_steps, opti
     from latentwalk.devices import resolve_device
     from latentwalk.gate import build_gate
     from latentwalk.guides import load_guides
+    from latentwalk.outputs import claim_dir, staged_dir
     from latentwalk.paths import PlanConfig
     from latentwalk.pipeline import _check_guides, real_reference
-    from latentwalk.outputs import claim_dir, staged_dir
     from latentwalk.walk import compare_walks, save_walk
 
     inputs = {"dataset": data_dir, "guides": guides_dir}
@@ -867,6 +867,37 @@ def evaluate_cmd(ctx, real_dir, syn_dir, out, guides_dir, layout, spaces, utilit
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# weights
+
+
+@cli.group(cls=_Group)
+def weights() -> None:
+    """Third-party weight files (LPIPS backbones, FID Inception): the only command that downloads."""
+
+
+@weights.command("fetch")
+@click.argument("names", nargs=-1, required=True, metavar="lpips-alex|lpips-vgg|inception|all ...")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write to [default: $LATENTWALK_WEIGHTS_DIR, else the torch hub cache].")  # fmt: skip
+@click.pass_context
+def weights_fetch(ctx, names, dest):
+    """Download weight files into the cache that every command searches, checking their SHA-256.
+
+    \b
+    Examples:
+      latentwalk weights fetch lpips-alex          # LPIPS gate and evaluation space
+      latentwalk weights fetch all
+    Offline: place the files there yourself, or set LATENTWALK_WEIGHTS_MIRROR to a mirror's base URL.
+    """
+    from latentwalk.weights import FETCH_NAMES, fetch_weights
+
+    keys = sorted(FETCH_NAMES) if "all" in names else list(dict.fromkeys(names))
+    for key in keys:
+        path, fetched = fetch_weights(key, dest, progress=_progress(ctx))
+        click.echo(f"{key}: {'downloaded' if fetched else 'already present'} {path}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # demo
 
 
@@ -891,7 +922,21 @@ def evaluate_cmd(ctx, real_dir, syn_dir, out, guides_dir, layout, spaces, utilit
 @click.option("--seed", default=_demo_default("seed"), show_default=True, help="Seed of every stage.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.pass_context
-def demo(ctx, kind, out, overwrite, patients, guide_epochs, invert_steps, k, per_label, optim_steps, eval_epochs, seed, device):
+def demo(
+    ctx,
+    kind,
+    out,
+    overwrite,
+    patients,
+    guide_epochs,
+    invert_steps,
+    k,
+    per_label,
+    optim_steps,
+    eval_epochs,
+    seed,
+    device,
+):
     """Run the main job on the embedded phantom data, offline.
 
     \b

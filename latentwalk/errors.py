@@ -6,7 +6,14 @@ these without a traceback (``--debug`` shows it); anything else escaping the lib
 
 from __future__ import annotations
 
-__all__ = ["LatentwalkError", "ConfigError", "DataError", "MissingWeightsError", "UnsafePickleError"]
+__all__ = [
+    "LatentwalkError",
+    "ConfigError",
+    "DataError",
+    "MissingWeightsError",
+    "UnsafePickleError",
+    "DistributedError",
+]
 
 
 class LatentwalkError(Exception):
@@ -27,3 +34,7 @@ class MissingWeightsError(LatentwalkError, FileNotFoundError):
 
 class UnsafePickleError(LatentwalkError):
     """A pickle asked for a global outside the allowlist; nothing from it was executed."""
+
+
+class DistributedError(LatentwalkError):
+    """Another process of a torchrun job failed; the message names its rank and its error."""

@@ -33,6 +33,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -531,13 +532,9 @@ def _load_backbone_weights(model: nn.Module, path: Path) -> None:
         except SafetensorError as e:
             raise DataError(f"{path} is not a readable safetensors file ({e})") from e
     else:
-        import io
-        import pickle
+        from gan_zoo.safe_load import bounded_torch_load
 
-        try:
-            state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-            raise DataError(f"{path} is not a torch state_dict loadable with weights_only=True ({e})") from e
+        state = bounded_torch_load(blob, str(path), "torch state_dict loadable with weights_only=True")
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise DataError(f"{path} does not hold a state_dict (a dict of tensors); save model.state_dict()")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
@@ -802,7 +799,7 @@ def _load_model(folder: Path, role: str, device: torch.device) -> tuple[nn.Modul
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    from gan_zoo.checkpoint import load_state_dict_strict
+    from gan_zoo.checkpoint import build_checked
 
     meta = _read_meta(folder, role)
     weights = folder / f"{role}.safetensors"
@@ -815,10 +812,9 @@ def _load_model(folder: Path, role: str, device: torch.device) -> tuple[nn.Modul
         raise DataError(f"{weights} is not a readable safetensors file ({e})") from e
     arch = meta["architecture"]
     try:
-        model = build_guide(arch["name"], **arch["kwargs"])
+        model = build_checked(partial(build_guide, arch["name"]), arch["kwargs"], state, str(weights))
     except ConfigError as e:
         raise DataError(f"{folder / (role + '.json')}: {e}") from e
-    load_state_dict_strict(model, state, str(weights))
     return model.to(device).eval().requires_grad_(False), meta
 
 

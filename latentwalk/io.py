@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from latentwalk.errors import ConfigError, DataError, MissingWeightsError
+from latentwalk.errors import DataError, MissingWeightsError
 
 __all__ = [
     "LFS_POINTER_PREFIX",

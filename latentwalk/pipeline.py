@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from latentwalk.config import StageConfig
-from latentwalk.errors import ConfigError, DataError
+from latentwalk.errors import ConfigError, DataError, DistributedError, LatentwalkError
 from latentwalk.gate import GATE_SPACES, Gate, build_gate
 from latentwalk.io import atomic_write_bytes, atomic_write_text, sha256_file, write_csv, write_json
 from latentwalk.outputs import claim_dir, mark_dir, replace_dir
@@ -470,11 +470,44 @@ class _World:
     size: int = 1
     local_rank: int = 0
 
-    def barrier(self) -> None:
-        if self.size > 1:
-            import torch.distributed as dist
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Run one phase on every rank, then agree on its outcome: when any rank failed, every rank stops with an
+        error naming that rank and its message (the failed rank raises its own error), instead of the others
+        waiting at the next collective. Also a barrier."""
+        if self.size <= 1:
+            yield
+            return
+        import torch.distributed as dist
 
-            dist.barrier()
+        error: BaseException | None = None
+        try:
+            yield
+        except Exception as e:  # reported to every rank below, then raised again here
+            error = e
+        message = None if error is None else (str(error) if isinstance(error, LatentwalkError) else repr(error))
+        statuses: list[str | None] = [None] * self.size
+        dist.all_gather_object(statuses, message)
+        if error is not None:
+            raise error
+        failed = [(rank, msg) for rank, msg in enumerate(statuses) if msg is not None]
+        if failed:
+            rank, msg = failed[0]
+            raise DistributedError(f"rank {rank} failed during {name}, so every rank stopped: {msg}")
+
+
+DIST_TIMEOUT_ENV = "LATENTWALK_DIST_TIMEOUT"  # seconds a rank waits for the others at a collective (default 1800)
+
+
+def _dist_timeout() -> float:
+    text = os.environ.get(DIST_TIMEOUT_ENV, "1800")
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"{DIST_TIMEOUT_ENV} must be a positive number of seconds, got {text!r}")
+    return value
 
 
 @contextlib.contextmanager
@@ -492,7 +525,8 @@ def _world(device_name: str) -> Iterator[_World]:
     if created:
         if cuda:
             torch.cuda.set_device(local)
-        dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=datetime.timedelta(hours=2))
+        timeout = datetime.timedelta(seconds=_dist_timeout())
+        dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=timeout)
     try:
         yield _World(dist.get_rank(), dist.get_world_size(), local)
     finally:
@@ -812,13 +846,14 @@ def generate(
     say = echo if echo is not None else (lambda _msg: None)
     with _world(cfg.device) as world:
         lead = world.rank == 0
-        if lead:
-            check_out_dir(out, cfg, overwrite)  # before the slow setup
-        setup = _setup(cfg, world, progress and lead)
-        ctx = setup.ctx
-        state = "new"
-        if lead:
-            state = _open_out(out, cfg, setup.fingerprint, ctx.chunk, overwrite)
+        with world.phase("setup"):
+            if lead:
+                check_out_dir(out, cfg, overwrite)  # before the slow setup
+            setup = _setup(cfg, world, progress and lead)
+            ctx = setup.ctx
+            state = "new"
+            if lead:
+                state = _open_out(out, cfg, setup.fingerprint, ctx.chunk, overwrite)
         if world.size > 1:
             import torch.distributed as dist
 
@@ -847,28 +882,29 @@ def generate(
                 items = plan_round(ctx, round_, _stats(work, all_items), planned)
                 if not items:
                     break
-                for j, item in enumerate(items):
-                    path = _item_file(work, item)
-                    if j % world.size != world.rank:
-                        continue
-                    if path.is_file():
-                        rec = _read_item(path)
-                    else:
-                        rec = _run_item(ctx, item)
-                        _write_item(path, rec, item.seed)
-                    n_acc = int(rec["accepted"].sum())
-                    rejected += int(rec["accepted"].numel()) - n_acc
-                    bar.update(min(n_acc, max(0, bar.total - bar.n)))
-                    bar.set_postfix(rejected=rejected, refresh=False)
-                world.barrier()
+                with world.phase(f"round {round_}"):
+                    for j, item in enumerate(items):
+                        path = _item_file(work, item)
+                        if j % world.size != world.rank:
+                            continue
+                        if path.is_file():
+                            rec = _read_item(path)
+                        else:
+                            rec = _run_item(ctx, item)
+                            _write_item(path, rec, item.seed)
+                        n_acc = int(rec["accepted"].sum())
+                        rejected += int(rec["accepted"].numel()) - n_acc
+                        bar.update(min(n_acc, max(0, bar.total - bar.n)))
+                        bar.set_postfix(rejected=rejected, refresh=False)
                 all_items.extend(items)
 
-        if lead:
-            run = _merge(ctx, setup, out, all_items, state == "resume", time.perf_counter() - started, world.size)
-            shutil.rmtree(work, ignore_errors=True)
-            mark_dir(out, _GENERATE)  # the exact files of the finished run
-            say(_summary_line(run, out))
-        world.barrier()
+        with world.phase("merge"):
+            if lead:
+                seconds = time.perf_counter() - started
+                run = _merge(ctx, setup, out, all_items, state == "resume", seconds, world.size)
+                shutil.rmtree(work, ignore_errors=True)
+                mark_dir(out, _GENERATE)  # the exact files of the finished run
+                say(_summary_line(run, out))
         run = _read_json(out / "run.json") or {}
         return GenerateResult(out, run["counts"]["written"], run["counts"]["rejected"], run, resumed=state == "resume")
 

@@ -12,6 +12,7 @@ weights into it. The linear calibration layers (``lin0``...) ship inside the lpi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
@@ -33,6 +34,9 @@ __all__ = [
     "lpips_model",
     "resolve_weights",
     "check_hash",
+    "FETCH_NAMES",
+    "MIRROR_ENV",
+    "fetch_weights",
 ]
 
 ENV_VAR = "LATENTWALK_WEIGHTS_DIR"
@@ -45,13 +49,27 @@ class WeightsFile:
 
     what: str  # human name used in messages, e.g. "LPIPS VGG16 backbone"
     option: str  # CLI option that takes an explicit path, e.g. "--lpips-weights"
+    key: str  # name for `latentwalk weights fetch`, e.g. "lpips-vgg"
+    url: str  # canonical download address (the one torchvision / pytorch-fid use)
 
 
 KNOWN_WEIGHTS: dict[str, WeightsFile] = {
-    "alexnet-owt-7be5be79.pth": WeightsFile("LPIPS AlexNet backbone", "--lpips-weights"),
-    "vgg16-397923af.pth": WeightsFile("LPIPS VGG16 backbone", "--lpips-weights"),
-    "pt_inception-2015-12-05-6726825d.pth": WeightsFile("Inception for FID", "--inception-weights"),
-}
+    "alexnet-owt-7be5be79.pth": WeightsFile(
+        "LPIPS AlexNet backbone", "--lpips-weights", "lpips-alex",
+        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    ),
+    "vgg16-397923af.pth": WeightsFile(
+        "LPIPS VGG16 backbone", "--lpips-weights", "lpips-vgg",
+        "https://download.pytorch.org/models/vgg16-397923af.pth",
+    ),
+    "pt_inception-2015-12-05-6726825d.pth": WeightsFile(
+        "Inception for FID", "--inception-weights", "inception",
+        "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+    ),
+}  # fmt: skip
+FETCH_NAMES: dict[str, str] = {info.key: name for name, info in KNOWN_WEIGHTS.items()}  # "lpips-vgg" -> file name
+MIRROR_ENV = "LATENTWALK_WEIGHTS_MIRROR"  # a base URL (or file:// folder) serving the same file names
+_MAX_DOWNLOAD = 1 << 30  # the largest known file (VGG16) is 528 MB
 
 LPIPS_BACKBONES: dict[str, str] = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
 
@@ -128,7 +146,8 @@ def resolve_weights(name: str, path: str | os.PathLike | None = None, *, verify_
     if found is None:
         where = " or ".join(str(c) for c in candidates)
         raise MissingWeightsError(
-            f"{info.what} weights not found: expected {name} at {where}. Place {name} there or pass {info.option} PATH."
+            f"{info.what} weights not found: expected {name} at {where}. Place {name} there, pass {info.option} PATH, "
+            f"or run `latentwalk weights fetch {info.key}` (needs a network)."
         )
     prefix = hash_prefix(name)
     if verify_hash and prefix:
@@ -137,7 +156,8 @@ def resolve_weights(name: str, path: str | os.PathLike | None = None, *, verify_
 
 
 def load_state_dict(file: Path, kind: str) -> dict[str, Any]:
-    """The tensors of a plain ``state_dict`` file (``torch.load(weights_only=True)``: nothing in it is executed).
+    """The tensors of a plain ``state_dict`` file (``torch.load(weights_only=True)``: nothing in it is executed; what
+    it declares is checked against its size first, :func:`gan_zoo.safe_load.bounded_torch_load`).
 
     Args:
         file: the weights file.
@@ -146,12 +166,9 @@ def load_state_dict(file: Path, kind: str) -> dict[str, Any]:
     Raises:
         DataError: the file cannot be read as a weights-only pickle, or holds something other than a dict.
     """
-    import torch
+    from gan_zoo.safe_load import bounded_torch_load
 
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors come in many types; all mean "not a plain state_dict"
-        raise DataError(f"{file} is not a readable {kind} ({type(e).__name__}: {e})") from e
+    state = bounded_torch_load(file, str(file), kind)
     if not isinstance(state, dict):
         raise DataError(f"{file} holds a {type(state).__name__}, expected a {kind}")
     return state
@@ -216,3 +233,78 @@ def _load_backbone(backbone: Any, state: dict[str, Any], file: Path) -> None:
         raise DataError(f"{file} has backbone tensors of the wrong shape (file vs network): {bad}")
     with torch.no_grad():
         backbone.load_state_dict({key: state[src] for key, src in wanted.items()}, strict=True)
+
+
+def fetch_weights(
+    key: str, dest: str | os.PathLike | None = None, *, progress: bool = False, timeout: float = 60.0
+) -> tuple[Path, bool]:
+    """Download one known weights file into the cache that :func:`resolve_weights` searches; the only download.
+
+    The file is streamed to a temporary file beside its destination, its SHA-256 is computed on the way and must
+    start with the prefix in its canonical name (as torch.hub's ``check_hash``); only then is it moved into place.
+    A file already present and passing the check is kept.
+
+    Args:
+        key: ``lpips-alex``, ``lpips-vgg`` or ``inception`` (:data:`FETCH_NAMES`).
+        dest: folder to write to; ``None`` = ``$LATENTWALK_WEIGHTS_DIR`` when set, else the torch hub cache.
+        progress: show a byte progress bar.
+        timeout: seconds without an answer before giving up.
+
+    Returns:
+        ``(path, downloaded)``: where the file is, and whether it was fetched now (``False``: already there).
+
+    Raises:
+        ConfigError: unknown ``key``, or a destination that cannot be written.
+        DataError: the server sent no file, more than 1 GiB, or a file whose SHA-256 does not match.
+    """
+    import hashlib
+    import tempfile
+    import urllib.error
+    import urllib.request
+
+    from tqdm.auto import tqdm
+
+    from latentwalk.outputs import check_writable
+
+    name = FETCH_NAMES.get(key)
+    if name is None:
+        raise ConfigError(f'unknown weights "{key}"; expected one of {", ".join(sorted(FETCH_NAMES))} or all')
+    folder = Path(dest).expanduser() if dest is not None else candidate_paths(name)[0].parent
+    target = folder / name
+    prefix = hash_prefix(name) or ""
+    if target.is_file():
+        with contextlib.suppress(DataError):
+            check_hash(target, prefix)
+            return target, False
+    check_writable(target)
+    folder.mkdir(parents=True, exist_ok=True)
+    mirror = os.environ.get(MIRROR_ENV)
+    url = f"{mirror.rstrip('/')}/{name}" if mirror else KNOWN_WEIGHTS[name].url
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".download", dir=folder)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=None if progress else True) as bar:
+                size = 0
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    size += len(block)
+                    if size > _MAX_DOWNLOAD:
+                        raise DataError(f"{url} sent more than {_MAX_DOWNLOAD:,} bytes; not the expected {name}")
+                    digest.update(block)
+                    out.write(block)
+                    bar.update(len(block))
+        if size == 0:
+            raise DataError(f"{url} sent an empty file; try again later")
+        if not digest.hexdigest().startswith(prefix):
+            raise DataError(
+                f"{url} sent a file with SHA-256 {digest.hexdigest()[:12]}..., expected one starting with {prefix}; "
+                "nothing was installed"
+            )
+        os.replace(tmp, target)
+    except (urllib.error.URLError, OSError) as e:
+        raise DataError(f"could not download {name} from {url} ({getattr(e, 'reason', e)}); check the network") from e
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return target, True

@@ -27,7 +27,8 @@ def tiny_known_file(folder, monkeypatch, payload: bytes = b"tiny weights") -> st
     name = f"tiny-{hashlib.sha256(payload).hexdigest()[:8]}.pth"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_bytes(payload)
-    monkeypatch.setitem(KNOWN_WEIGHTS, name, WeightsFile("Tiny test", "--tiny-weights"))
+    monkeypatch.setitem(KNOWN_WEIGHTS, name, WeightsFile("Tiny test", "--tiny-weights", "tiny", "https://x/" + name))
+    monkeypatch.setitem(weights.FETCH_NAMES, "tiny", name)
     return name
 
 
@@ -75,7 +76,7 @@ def test_missing_weights_error_names_every_place_searched_and_the_option(tmp_pat
     hub = tmp_path / "torch_home" / "hub" / "checkpoints" / VGG
     assert str(err.value) == (
         f"LPIPS VGG16 backbone weights not found: expected {VGG} at {tmp_path / 'w' / VGG} or {hub}. "
-        f"Place {VGG} there or pass --lpips-weights PATH."
+        f"Place {VGG} there, pass --lpips-weights PATH, or run `latentwalk weights fetch lpips-vgg` (needs a network)."
     )
     with pytest.raises(MissingWeightsError, match=r"Inception for FID weights not found.*--inception-weights PATH"):
         resolve_weights("pt_inception-2015-12-05-6726825d.pth")
@@ -176,3 +177,30 @@ def test_sha256_file_reads_in_blocks_and_matches_hashlib(tmp_path):
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
     (tmp_path / "empty").write_bytes(b"")
     assert sha256_file(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
+
+
+def test_weights_fetch_downloads_checks_the_hash_and_installs_atomically(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from latentwalk.cli import cli
+
+    mirror = tmp_path / "mirror"
+    name = tiny_known_file(mirror, monkeypatch)
+    monkeypatch.setenv(weights.MIRROR_ENV, mirror.as_uri())  # file:// — tests never touch the network
+    dest = tmp_path / "cache"
+    path, fetched = weights.fetch_weights("tiny", dest)
+    assert fetched and path == dest / name and path.read_bytes() == b"tiny weights"
+    assert weights.fetch_weights("tiny", dest) == (path, False)
+    monkeypatch.setenv(weights.ENV_VAR, str(dest))
+    assert resolve_weights(name) == path  # fetched into the place the commands search
+    (mirror / name).write_bytes(b"tampered with")  # the mirror now serves another file under the same name
+    other = tmp_path / "other"
+    with pytest.raises(DataError, match="SHA-256"):
+        weights.fetch_weights("tiny", other)
+    assert not other.exists() or list(other.iterdir()) == []  # nothing installed, no temporary file left
+    done = CliRunner().invoke(cli, ["weights", "fetch", "tiny", "--dest", str(dest)])
+    assert done.exit_code == 0 and "already present" in done.output
+    bad = CliRunner().invoke(cli, ["weights", "fetch", "tiny", "--dest", str(other)])
+    assert bad.exit_code == 2 and bad.output.count("\n") == 1 and "SHA-256" in bad.output
+    with pytest.raises(ConfigError, match="unknown weights"):
+        weights.fetch_weights("nope", dest)
