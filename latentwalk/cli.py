@@ -39,6 +39,32 @@ class _Group(click.Group):
             raise UserError(str(err)) from err
 
 
+class _Cli(_Group):
+    """The top-level group: every error a user can cause, usage errors included, is one ``Error:`` line on stderr
+    with exit code 2 (click's own usage errors print three lines)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except getattr(click.exceptions, "NoArgsIsHelpError", ()) as e:  # bare `latentwalk`: the help, as before
+            click.echo(e.format_message())
+            sys.exit(0)
+        except click.UsageError as e:
+            where = f"; see '{e.ctx.command_path} --help'" if e.ctx is not None else ""
+            message = e.format_message().replace("\n", " ").rstrip(".")
+            click.echo(f"Error: {message}{where}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 def _progress(ctx: click.Context) -> bool:
     """Progress bars only for a person watching: not with ``--quiet``, not when stderr is not a terminal."""
     return not ctx.meta.get("latentwalk.quiet", False) and sys.stderr.isatty()
@@ -54,7 +80,7 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
         raise ConfigError(f'{name} must be comma-separated numbers such as "0.7,0.1,0.2", got "{text}"') from None
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="latentwalk")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")

@@ -89,3 +89,23 @@ def write_nvidia_pickle(monkeypatch, tmp_path):
         return write_nvidia_pickle_file(tmp_path / name, snapshot, monkeypatch, overrides, protocol, module_src)
 
     return write
+
+
+@pytest.fixture(scope="session")
+def chain(cxr_dataset, tmp_path_factory):
+    """A tiny 32-px generator, guides trained for one epoch, and inverted training latents, on the CXR fixture."""
+    from tiny import tiny_generator
+
+    from gan_zoo.checkpoint import save_generator
+    from gan_zoo.invert import InvertConfig, invert_dataset
+    from latentwalk.data import open_dataset
+    from latentwalk.guides import GuideConfig, train_guides
+
+    root = tmp_path_factory.mktemp("chain")
+    G = tiny_generator()
+    save_generator(G, root / "g" / "generator", {"test": True})
+    index = open_dataset(cxr_dataset)
+    train_guides(index, root / "guides", GuideConfig(epochs=1), resolution=32, channels=1)
+    invert_dataset(G, index.subset("train"), root / "lat.safetensors", InvertConfig(steps=2, perceptual="none"))
+    return {"gan": f"lite:{root / 'g'}", "guides": str(root / "guides"), "data": str(cxr_dataset),
+            "latents": str(root / "lat.safetensors"), "root": root}  # fmt: skip

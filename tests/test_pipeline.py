@@ -14,37 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import tiny_generator as _tiny_generator
 
 from latentwalk.errors import ConfigError, DataError
 from latentwalk.pipeline import MANIFEST_COLUMNS, GenerateConfig, generate, load_config_file, parse_keep
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _tiny_generator(resolution: int = 32, seed: int = 0):
-    from gan_zoo.stylegan2 import Generator
-
-    torch.manual_seed(seed)
-    return Generator(8, 0, 8, resolution, 1, mapping_kwargs={"num_layers": 1},
-                     synthesis_kwargs={"channel_base": 64, "channel_max": 8})  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def chain(cxr_dataset, tmp_path_factory):
-    """A tiny 32-px generator, guides trained for one epoch, and inverted training latents, on the CXR fixture."""
-    from gan_zoo.checkpoint import save_generator
-    from gan_zoo.invert import InvertConfig, invert_dataset
-    from latentwalk.data import open_dataset
-    from latentwalk.guides import GuideConfig, train_guides
-
-    root = tmp_path_factory.mktemp("chain")
-    G = _tiny_generator()
-    save_generator(G, root / "g" / "generator", {"test": True})
-    index = open_dataset(cxr_dataset)
-    train_guides(index, root / "guides", GuideConfig(epochs=1), resolution=32, channels=1)
-    invert_dataset(G, index.subset("train"), root / "lat.safetensors", InvertConfig(steps=2, perceptual="none"))
-    return {"gan": f"lite:{root / 'g'}", "guides": str(root / "guides"), "data": str(cxr_dataset),
-            "latents": str(root / "lat.safetensors"), "root": root}  # fmt: skip
 
 
 def _cfg(chain, **kw) -> GenerateConfig:
@@ -412,3 +387,53 @@ def test_a_work_folder_killed_before_its_first_record_is_started_over(chain, tmp
     (out / ".work" / "items").mkdir(parents=True)  # killed between mkdir and the config record
     result = generate(_cfg(chain, per_label=2), out)
     assert not result.resumed and sum(result.written.values()) == 4
+
+
+def _phase_worker(rank: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    from latentwalk.errors import DistributedError
+    from latentwalk.pipeline import _World
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    world = _World(rank, 2, rank)
+    try:
+        with world.phase("merge"):
+            if rank == 1:
+                raise DataError("disk full")
+        Path(out, f"{rank}.txt").write_text("passed")
+    except DistributedError as e:
+        Path(out, f"{rank}.txt").write_text(f"DistributedError: {e}")
+    except DataError as e:
+        Path(out, f"{rank}.txt").write_text(f"own: {e}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_failed_rank_stops_every_rank_with_its_name(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_phase_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    assert (tmp_path / "1.txt").read_text() == "own: disk full"
+    assert (tmp_path / "0.txt").read_text() == (
+        "DistributedError: rank 1 failed during merge, so every rank stopped: disk full"
+    )
+
+
+def test_torchrun_stops_every_rank_when_the_lead_refuses_the_output(chain, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("keep")
+    cfg = _toml(chain, mine, optim_steps=1)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "latentwalk", "--quiet", "generate", "--config", str(cfg), "--overwrite"]  # fmt: skip
+    env = {**_env(), "LATENTWALK_DIST_TIMEOUT": "900"}  # a rank left waiting would hit the 300 s limit below
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "rank 0 failed during setup, so every rank stopped: output folder" in done.stderr, done.stderr[-2000:]
+    assert [p.name for p in mine.iterdir()] == ["thesis.txt"] and (mine / "thesis.txt").read_text() == "keep"
