@@ -4,10 +4,11 @@
     python benchmarks/bench_hostile.py --quick    # smaller bombs, print only
 
 Each file (made by ``tests/hostile_files.py``) is read in a fresh process and that process's peak resident memory
-(``VmHWM``, the resident high-water mark of that process image) is reported, side by side with the same bytes read the unguarded way: the operation a reader without
-the checks performs (``bytearray(n)`` from the pickle, ``torch.load(weights_only=True)`` of the declared storage,
-``Generator(**recorded_arguments)`` before looking at the weights). The goal (safety issue): every guarded read
-refuses the file with one error and stays under 1.5 GB. The baseline row is ``import torch, gan_zoo`` alone.
+(``VmHWM``, the high-water mark of that process image) is reported, side by side with the same bytes read the
+unguarded way: the operation a reader without the checks performs (``bytearray(n)`` from the pickle,
+``torch.load(weights_only=True)`` of the declared storage, ``Generator(**recorded_arguments)`` before looking at the
+weights). The goal (safety issue): every guarded read refuses the file with one error and stays under 1.5 GB. The
+baseline row is ``import torch, gan_zoo`` alone.
 """
 
 from __future__ import annotations

@@ -144,8 +144,17 @@ def _hostile(kind: str, tmp_path: Path, monkeypatch) -> Path:
     return makers[kind]()
 
 
-HOSTILE = {"bytearray": "bytearray", "storage": "declares", "compressed": "compressed", "recursion": "contains itself",
-           "wide": "outside the accepted range", "wide-in-range": "does not match", "empty": "empty", "text": "not a binary pickle", "truncated": ""}  # fmt: skip
+HOSTILE = {
+    "bytearray": "bytearray",
+    "storage": "declares",
+    "compressed": "compressed",
+    "recursion": "contains itself",
+    "wide": "outside the accepted range",
+    "wide-in-range": "does not match",
+    "empty": "empty",
+    "text": "not a binary pickle",
+    "truncated": "",
+}
 
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
