@@ -138,17 +138,17 @@ def _rebuild_tensor(storage: Any, offset: int, size: tuple, stride: tuple, *_ign
     """
     if not isinstance(storage, torch.storage.TypedStorage):
         raise DataError("malformed network pickle: a tensor does not refer to a tensor storage")
-    if not (isinstance(offset, int) and offset >= 0 and _int_tuple(size) and _int_tuple(stride)) or len(size) != len(
-        stride
-    ):
+    valid = isinstance(offset, int) and offset >= 0 and _int_tuple(size) and _int_tuple(stride)
+    if not valid or len(size) != len(stride):
         raise DataError("malformed network pickle: a tensor has an invalid offset, size or stride")
     numel = math.prod(size)
     if numel:
+        # elements of the storage, read without TypedStorage's deprecation warning
+        have = storage._untyped_storage.nbytes() // torch._utils._element_size(storage.dtype)
         span = offset + sum((n - 1) * st for n, st in zip(size, stride, strict=True)) + 1
-        if span > storage.size() or numel > storage.size() - offset or (numel > 1 and 0 in stride):
+        if span > have or numel > have - offset or (numel > 1 and 0 in stride):
             raise DataError(
-                f"malformed network pickle: a tensor of shape {list(size)} does not fit its storage of "
-                f"{storage.size()} elements"
+                f"malformed network pickle: a tensor of shape {list(size)} does not fit its storage of {have} elements"
             )
     return torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, collections.OrderedDict())
 
