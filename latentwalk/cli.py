@@ -673,6 +673,9 @@ _GENERATE_HELP = {
     "gate_threshold": "Reject candidates closer than this [default: derived from the real data].",
     "gate_percentile": "Derived threshold: this percentile of real nearest-other-patient distances.",
     "gate_split": "Real images the gate compares with: train or all.",
+    "label_gate": "Write a candidate only when the class guide gives its label at least --label-threshold.",
+    "label_threshold": "Label gate threshold (probability) [default: derived from the real validation split].",
+    "label_percentile": "Derived label threshold: this percentile of real validation images' true-label probability.",
     "max_rounds": "Rounds of work items; later rounds top up labels short after gate rejections.",
     "device": "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
     "amp": "bfloat16 autocast for PLAN [default: on with CUDA].",
@@ -686,6 +689,7 @@ _GENERATE_CHOICES = {
 _GENERATE_TYPES = {
     "per_label": int, "n_steps": int, "paths_per_item": int, "seed": int, "optim_steps": int, "chunk": int, "k": int,
     "max_rounds": int, "truncation_psi": float, "lr": float, "gate_threshold": float, "gate_percentile": float,
+    "label_threshold": float, "label_percentile": float,
 }  # fmt: skip
 
 
@@ -699,7 +703,7 @@ def _generate_options(fn):
         text = _GENERATE_HELP[f.name]
         if default not in (None, "") and "[default" not in text:
             text += f" [default: {default}]"
-        if f.name in ("amp", "endpoint_filter"):
+        if f.name in ("amp", "endpoint_filter", "label_gate"):
             flag = f.name.replace("_", "-")
             fn = click.option(f"--{flag}/--no-{flag}", f.name, default=None, help=text)(fn)
             continue

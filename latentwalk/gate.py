@@ -26,7 +26,7 @@ from torch import Tensor
 
 from latentwalk.errors import ConfigError, DataError
 
-__all__ = ["GATE_SPACES", "Gate", "build_gate"]
+__all__ = ["GATE_SPACES", "Gate", "LabelGate", "build_gate", "build_label_gate"]
 
 GATE_SPACES = ("identity", "lpips", "ssim")
 _CHUNK = 256  # images per embedding pass
@@ -201,3 +201,87 @@ def build_gate(
         _reference=reference,
         _embed=embed,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The label gate.
+
+
+@dataclass(frozen=True, eq=False)
+class LabelGate:
+    """A candidate is written only when the class guide gives its label a probability of at least ``threshold``.
+
+    The default threshold is calibrated on real images the class guide did not train on (the validation split):
+    the ``percentile``-th percentile of the probability it gives each such image's true label. A candidate below it
+    looks less like its label than ``100 - percentile`` % of real images of unseen patients do.
+
+    Attributes:
+        threshold: minimum probability of the candidate's label (0 = accept everything).
+        derived: True when ``threshold`` came from real images (``percentile``), False when it was given.
+        percentile: the percentile used for a derived threshold.
+        split: the real split it was calibrated on (``"val"``, or ``"train"`` when there is no validation split).
+        real_images: how many real images it was calibrated on.
+    """
+
+    threshold: float
+    derived: bool
+    percentile: float
+    split: str
+    real_images: int
+    _classifier: Any
+
+    @torch.no_grad()
+    def probabilities(self, images: Tensor, label: int) -> Tensor:
+        """``[N]`` float64 probability of ``label`` for images ``[N, C, R, R]`` in [-1, 1] (on the guide's device)."""
+        out = [torch.softmax(self._classifier(part).double(), 1)[:, label] for part in images.split(_CHUNK)]
+        return torch.cat(out).cpu() if out else torch.zeros(0, dtype=torch.float64)
+
+    def accept(self, probs: Tensor) -> Tensor:
+        """``[N]`` bool: probability at least the threshold."""
+        return probs >= self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": round(self.threshold, 6),
+            "derived": self.derived,
+            "percentile": self.percentile,
+            "split": self.split,
+            "real_images": self.real_images,
+        }
+
+
+def build_label_gate(
+    classifier: Any,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    threshold: float | None = None,
+    percentile: float = 5.0,
+    split: str = "val",
+) -> LabelGate:
+    """Fit a :class:`LabelGate` on real images the class guide did not see (see its docstring).
+
+    Args:
+        classifier: the class guide (logits ``[N, classes]``), on the images' device.
+        images: real images ``[N, C, R, R]`` in [-1, 1]; used only when ``threshold`` is ``None``.
+        labels: their true labels ``[N]``.
+        threshold: a given threshold in [0, 1]; ``None`` = derive it.
+        percentile: percentile of the true-label probabilities for a derived threshold, in [0, 100].
+        split: the split ``images`` come from (recorded).
+
+    Raises:
+        ConfigError: a threshold outside [0, 1] or a percentile outside [0, 100].
+        DataError: no real images to derive a threshold from.
+    """
+    if not (isinstance(percentile, int | float) and 0 <= percentile <= 100):
+        raise ConfigError(f"label_percentile must be in [0, 100], got {percentile!r}")
+    if threshold is not None:
+        if not (isinstance(threshold, int | float) and 0 <= threshold <= 1):
+            raise ConfigError(f"label_threshold must be a probability in [0, 1], got {threshold!r}")
+        return LabelGate(float(threshold), False, float(percentile), split, int(images.shape[0]), classifier)
+    if images.shape[0] == 0:
+        raise DataError(f"the {split} split has no images to calibrate the label gate on; pass label_threshold")
+    gate = LabelGate(0.0, True, float(percentile), split, int(images.shape[0]), classifier)
+    probs = torch.cat([gate.probabilities(images[labels == c], int(c)) for c in labels.unique()])
+    value = float(np.percentile(probs.numpy(), percentile))
+    return LabelGate(round(value, 6), True, float(percentile), split, int(images.shape[0]), classifier)

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from latentwalk.config import StageConfig
 from latentwalk.errors import ConfigError, DataError, DistributedError, LatentwalkError
-from latentwalk.gate import GATE_SPACES, Gate, build_gate
+from latentwalk.gate import GATE_SPACES, Gate, LabelGate, build_gate, build_label_gate
 from latentwalk.io import atomic_write_bytes, atomic_write_text, sha256_file, write_csv, write_json
 from latentwalk.outputs import claim_dir, mark_dir, replace_dir
 
@@ -116,6 +116,9 @@ class GenerateConfig(StageConfig):
     gate_threshold: float | None = None  # reject below it; None = the gate_percentile of real-to-real distances
     gate_percentile: float = 5.0  # percentile of real nearest-other-patient distances used as the threshold
     gate_split: str = "train"  # real images the gate compares with: train | all
+    label_gate: bool = True  # write a candidate only when the class guide gives its label >= label_threshold
+    label_threshold: float | None = None  # None = the label_percentile of real validation images' true-label prob.
+    label_percentile: float = 5.0  # derived label threshold: this percentile over the real validation split
     max_rounds: int = 4  # rounds of items (later rounds top up labels short after gate rejections)
     device: str = "auto"  # auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps
     amp: bool | None = None  # plan/ksame-plan: bfloat16 autocast; None = on for CUDA, off elsewhere
@@ -153,7 +156,14 @@ class GenerateConfig(StageConfig):
             raise ConfigError(f"endpoint_filter must be true or false, got {self.endpoint_filter!r}")
         if self.amp is not None and not isinstance(self.amp, bool):
             raise ConfigError(f"amp must be true, false or unset (auto), got {self.amp!r}")
-        for name in ("truncation_psi", "lr", "gate_percentile"):
+        if not isinstance(self.label_gate, bool):
+            raise ConfigError(f"label_gate must be true or false, got {self.label_gate!r}")
+        if not isinstance(self.label_percentile, (int, float)) or not 0 <= self.label_percentile <= 100:
+            raise ConfigError(f"label_percentile must be in [0, 100], got {self.label_percentile!r}")
+        lt = self.label_threshold
+        if lt is not None and (isinstance(lt, bool) or not isinstance(lt, (int, float)) or not 0 <= lt <= 1):
+            raise ConfigError(f"label_threshold must be a probability in [0, 1] or unset (derived), got {lt!r}")
+        for name in ("truncation_psi", "lr", "gate_percentile", "label_percentile"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
@@ -171,6 +181,8 @@ class GenerateConfig(StageConfig):
         object.__setattr__(self, "weights", tuple(float(x) for x in w))
         if t is not None:
             object.__setattr__(self, "gate_threshold", float(t))
+        if lt is not None:
+            object.__setattr__(self, "label_threshold", float(lt))
         parse_keep(self.keep, self.n_steps)  # raises on a bad selection
 
     def check_inputs(self) -> None:
@@ -304,6 +316,7 @@ class _Context:
     chunk: int
     amp: bool
     device: torch.device
+    label_gate: LabelGate | None = None  # None = off
     centroids: dict[int, Tensor] = field(default_factory=dict)  # ksame/ksame-plan: per label [groups, ...]
     pairs: dict[int, Tensor] = field(default_factory=dict)  # ksame-plan: per label [pairs, 2] distinct group pairs
     ksame_summary: dict[str, Any] | None = None
@@ -414,15 +427,25 @@ def _run_item(ctx: _Context, item: Item) -> dict[str, Tensor]:
     images = render_paths(ctx.G, paths[:, list(keep)].contiguous(), chunk=ctx.chunk)  # [P, S, C, R, R]
     n_paths, n_keep = images.shape[:2]
     u8 = to_uint8(images.flatten(0, 1))  # [P*S, C, R, R]
-    dist = ctx.gate.distances(from_uint8(u8).to(ctx.device))  # the gate sees exactly the bytes written
-    ok = ctx.gate.accept(dist)
-    return {
-        "images": u8[ok.to(u8.device)].cpu().contiguous(),
+    seen = from_uint8(u8).to(ctx.device)  # both gates see exactly the bytes written
+    dist = ctx.gate.distances(seen)
+    private = ctx.gate.accept(dist).cpu()
+    record = {
         "path": torch.arange(n_paths).repeat_interleave(n_keep),
         "step": torch.tensor(list(keep), dtype=torch.long).repeat(n_paths),
         "distance": dist,
-        "accepted": ok.to(torch.uint8),
+        "private": private.to(torch.uint8),
     }
+    ok = private
+    if ctx.label_gate is not None:
+        prob = ctx.label_gate.probabilities(seen, item.label)
+        labelled = ctx.label_gate.accept(prob)
+        record["label_prob"] = prob
+        record["labelled"] = labelled.to(torch.uint8)
+        ok = ok & labelled
+    record["accepted"] = ok.to(torch.uint8)
+    record["images"] = u8[ok.to(u8.device)].cpu().contiguous()
+    return record
 
 
 def _is_ours(G: Any) -> bool:
@@ -640,6 +663,28 @@ def real_reference(index: Any, G: Any, split: str = "train", progress: bool = Fa
     return real, [r.identity for r in reference.records]
 
 
+def _label_gate(cfg: GenerateConfig, index: Any, G: Any, guides: Any, device: torch.device, progress: bool):
+    """The label gate, calibrated on the real validation split (the class guide never trained on it); on the
+    training split, with a warning, when the dataset has no validation split."""
+    import warnings
+
+    from latentwalk.data.preprocess import load_tensors
+
+    split = "val"
+    images = index.subset("val")
+    if len(images) == 0 and cfg.label_threshold is None:
+        split, images = "train", index.subset("train")
+        warnings.warn(
+            "the dataset has no validation split: the label gate is calibrated on training images, which the class "
+            "guide has seen (a stricter threshold); split the data or pass label_threshold",
+            UserWarning,
+            stacklevel=3,
+        )
+    x, y = load_tensors(images, G.img_resolution, channels=G.img_channels, progress=progress)
+    return build_label_gate(guides.classifier, x.to(device), y.to(device), threshold=cfg.label_threshold,
+                            percentile=cfg.label_percentile, split=split)  # fmt: skip
+
+
 def _auto_chunk(device: torch.device) -> int:
     """Images per pass: 64 on CPU/MPS; on CUDA about half the free memory at ~24 MB per 256-px image, in [16, 512]."""
     if device.type != "cuda":
@@ -687,8 +732,19 @@ def _setup(cfg: GenerateConfig, world: _World, progress: bool, lpips_net: Any = 
     amp = device.type == "cuda" if cfg.amp is None else cfg.amp
     if amp and device.type != "cuda":
         raise ConfigError(f"amp needs CUDA, but the run is on {device}; leave amp unset or false")
+    label_gate = _label_gate(cfg, index, G, guides, device, progress) if cfg.label_gate else None
     ctx = _Context(
-        cfg, G, guides, gate, labels, tuple(index.label_names), keep, cfg.chunk or _auto_chunk(device), amp, device
+        cfg,
+        G,
+        guides,
+        gate,
+        labels,
+        tuple(index.label_names),
+        keep,
+        cfg.chunk or _auto_chunk(device),
+        amp,
+        device,
+        label_gate,
     )
     inputs: dict[str, Any] = {
         "generator": {"spec": _public_spec(cfg.gan), "sha256": generator_sha256(G)},
@@ -959,20 +1015,24 @@ def _merge(
     rows: list[dict[str, Any]] = []
     written: dict[str, int] = {}
     rejected: dict[str, int] = {}
+    rejected_label: dict[str, int] = {}
     candidates: dict[str, int] = {}
     distances: list[float] = []
     by_round: dict[int, dict[str, dict[str, int]]] = {}
     for label in ctx.labels:
         name = ctx.label_names[label]
-        count = rej = cand = 0
+        count = rej = rej_label = cand = 0
         for item in sorted((i for i in items if i.label == label), key=lambda i: (i.round, i.index)):
             rec = _read_item(_item_file(work, item))
             acc = rec["accepted"].bool()
+            off_label = int((rec["labelled"] == 0).sum()) if "labelled" in rec else 0
             rej += int((~acc).sum())
+            rej_label += off_label
             cand += int(acc.numel())
-            r = by_round.setdefault(item.round, {"candidates": {}, "rejected": {}})
+            r = by_round.setdefault(item.round, {"candidates": {}, "rejected": {}, "rejected_by_label_gate": {}})
             r["candidates"][name] = r["candidates"].get(name, 0) + int(acc.numel())
             r["rejected"][name] = r["rejected"].get(name, 0) + int((~acc).sum())
+            r["rejected_by_label_gate"][name] = r["rejected_by_label_gate"].get(name, 0) + off_label
             kept = 0
             for c in range(acc.numel()):
                 if not acc[c]:
@@ -1005,8 +1065,10 @@ def _merge(
                     }
                 )
         written[name], rejected[name], candidates[name] = count, rej, cand
+        rejected_label[name] = rej_label
     write_csv(out / "manifest.csv", MANIFEST_COLUMNS, rows)
-    counts = {"written": written, "rejected": rejected, "candidates": candidates}
+    counts = {"written": written, "rejected": rejected, "rejected_by_label_gate": rejected_label,
+              "candidates": candidates}  # fmt: skip
     counts["by_round"] = [{"round": r, **by_round[r]} for r in sorted(by_round)]
     run = _run_record(ctx, setup, items, counts, distances, resumed, seconds, processes)
     atomic_write_text(out / "DATASET_CARD.md", dataset_card(run))
@@ -1052,9 +1114,10 @@ def _run_record(
         "versions": _versions(),
         "seeds": {"seed": cfg.seed, "items": {i.name: i.seed for i in items}},
         "gate": ctx.gate.to_dict(),
+        "label_gate": None if ctx.label_gate is None else ctx.label_gate.to_dict(),
         "counts": {
             "wanted_per_label": cfg.per_label,
-            **counts,  # written, rejected, candidates per label; by_round: candidates and rejected per round
+            **counts,  # written, rejected (by either gate), rejected_by_label_gate, candidates per label; by_round
             "rounds": 1 + max((i.round for i in items), default=0),
             "items": len(items),
         },
@@ -1108,13 +1171,14 @@ def dataset_card(run: dict[str, Any]) -> str:
         "",
         "## Contents",
         "",
-        "| label | name | images | wanted | candidates | rejected by the gate |",
-        "|---|---|---|---|---|---|",
+        "| label | name | images | wanted | candidates | not written | of them off-label (label gate) |",
+        "|---|---|---|---|---|---|---|",
     ]
+    off = counts.get("rejected_by_label_gate") or {}
     for i, name in enumerate(run["label_names"]):
         lines.append(
             f"| {i} | {name} | {counts['written'][name]} | {counts['wanted_per_label']} | "
-            f"{counts['candidates'][name]} | {counts['rejected'][name]} |"
+            f"{counts['candidates'][name]} | {counts['rejected'][name]} | {off.get(name, 0)} |"
         )
     short = [n for n in run["label_names"] if counts["written"][n] < counts["wanted_per_label"]]
     lines += ["", f"{total} images in all, in `images/<label>/<id>.png`; `manifest.csv` lists them."]
@@ -1161,6 +1225,12 @@ def dataset_card(run: dict[str, Any]) -> str:
         f"- Real images to their nearest other patient: min {gate['real_nearest_other_patient']['min']:.4g}, "
         f"median {gate['real_nearest_other_patient']['median']:.4g}",
     ]
+    lg = run.get("label_gate")
+    if lg:
+        origin = (f"the {lg['percentile']:g}th percentile of the class guide's true-label probability on "
+                  f"{lg['real_images']} real {lg['split']} images" if lg["derived"] else "given")  # fmt: skip
+        lines.insert(lines.index("## Privacy figures") - 1, f"- Label gate: an image was written only when the class "
+                     f"guide gave its label a probability >= {lg['threshold']:.4g} ({origin})")  # fmt: skip
     nd = run["nearest_real_distance"]
     if nd["min"] is not None:
         lines.append(

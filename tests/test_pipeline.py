@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _cfg(chain, **kw) -> GenerateConfig:
     base = dict(gan=chain["gan"], guides=chain["guides"], data=chain["data"], latents=chain["latents"],
                 method="plan", per_label=4, n_steps=4, paths_per_item=1, optim_steps=2, k=2,
-                endpoint_filter=False, device="cpu")  # fmt: skip
+                endpoint_filter=False, label_gate=False, device="cpu")  # fmt: skip
     base.update(kw)
     return GenerateConfig(**base)
 
@@ -162,7 +162,7 @@ def test_resume_refuses_changed_config_and_finishes_identically(chain, tmp_path,
 def _toml(chain, out: Path, **extra) -> Path:
     values = dict(gan=chain["gan"], guides=chain["guides"], data=chain["data"], latents=chain["latents"],
                   method="plan", per_label=6, n_steps=4, paths_per_item=1, optim_steps=30, k=2,
-                  endpoint_filter=False, device="cpu", out=str(out))  # fmt: skip
+                  endpoint_filter=False, label_gate=False, device="cpu", out=str(out))  # fmt: skip
     values.update(extra)
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
     path = out.parent / f"{out.name}.toml"
@@ -437,3 +437,39 @@ def test_torchrun_stops_every_rank_when_the_lead_refuses_the_output(chain, tmp_p
     assert done.returncode != 0
     assert "rank 0 failed during setup, so every rank stopped: output folder" in done.stderr, done.stderr[-2000:]
     assert [p.name for p in mine.iterdir()] == ["thesis.txt"] and (mine / "thesis.txt").read_text() == "keep"
+
+
+def test_label_gate_writes_only_images_whose_label_the_class_guide_confirms(chain, tmp_path):
+    import numpy as np
+
+    from latentwalk.data import load_tensors, open_dataset
+    from latentwalk.guides import load_guides
+
+    guides = load_guides(chain["guides"])
+    index = open_dataset(chain["data"])
+    vx, vy = load_tensors(index.subset("val"), 32, channels=1)
+    with torch.no_grad():
+        p_true = torch.softmax(guides.classifier(vx).double(), 1)[torch.arange(len(vy)), vy]
+    expected = round(float(np.percentile(p_true.numpy(), 50.0)), 6)
+    result = generate(_cfg(chain, method="linear", per_label=3, label_gate=True, label_percentile=50.0,
+                           gate_threshold=0.0, max_rounds=2), tmp_path / "o")  # fmt: skip
+    lg = result.run["label_gate"]
+    assert lg == {"threshold": expected, "derived": True, "percentile": 50.0, "split": "val",
+                  "real_images": len(vy)}  # fmt: skip
+    rows = _read_manifest(tmp_path / "o")
+    assert rows, "nothing written"
+    for row in rows:  # every written PNG, read back, passes the recorded threshold
+        img = torch.from_numpy(np.array(__import__("PIL.Image").Image.open(tmp_path / "o" / row["file"])))
+        x = img.float()[None, None] / 127.5 - 1
+        with torch.no_grad():
+            p = torch.softmax(guides.classifier(x).double(), 1)[0, int(row["label"])]
+        assert float(p) >= lg["threshold"] - 1e-9
+    counts = result.run["counts"]
+    assert sum(counts["rejected_by_label_gate"].values()) > 0  # the median threshold rejects about half
+    assert counts["by_round"][0]["rejected_by_label_gate"] is not None
+    card = (tmp_path / "o" / "DATASET_CARD.md").read_text()
+    assert "Label gate" in card and "off-label" in card
+    off = generate(_cfg(chain, method="linear", per_label=3, label_gate=True, label_threshold=0.0,
+                        gate_threshold=0.0), tmp_path / "p")  # fmt: skip
+    assert sum(off.run["counts"]["rejected_by_label_gate"].values()) == 0
+    assert off.run["label_gate"]["derived"] is False
