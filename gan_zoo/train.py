@@ -143,6 +143,44 @@ def build_networks(cfg: TrainConfig, img_channels: int, c_dim: int) -> tuple[Gen
     return G, D
 
 
+def init_generator_from(G: Generator, source: nn.Module) -> list[str]:
+    """Start ``G`` from a trained generator of the same synthesis architecture (fine-tuning, e.g. unconditional ->
+    class-conditional); returns the names of the tensors that were *not* copied (kept at their initialisation).
+
+    Every tensor of the same name and shape is copied. When ``G`` is conditional and ``source`` is not, the first
+    mapping layer takes ``[z, embed(c)]`` instead of ``z``: its ``z`` columns are copied and its label columns are set
+    to zero, so the new generator starts out as exactly the source (the label has no effect until training gives it
+    one).
+
+    Raises:
+        ConfigError: the synthesis networks differ (resolution, channels, widths), or ``w_dim``/``z_dim`` differ.
+    """
+    src = source.state_dict()
+    own = G.state_dict()
+    for attr in ("z_dim", "w_dim", "img_resolution", "img_channels"):
+        if getattr(G, attr) != getattr(source, attr, None):
+            raise ConfigError(
+                f"cannot start from that generator: its {attr} is {getattr(source, attr, None)}, this run's is "
+                f"{getattr(G, attr)}; give matching --resolution/--z-dim/--w-dim"
+            )
+    mismatch = [k for k in own if k.startswith("synthesis.") and (k not in src or src[k].shape != own[k].shape)]
+    if mismatch:
+        raise ConfigError(f"cannot start from that generator: its synthesis network differs ({mismatch[:3]} ...)")
+    kept = []
+    with torch.no_grad():
+        for name, tensor in own.items():
+            if name in src and src[name].shape == tensor.shape:
+                tensor.copy_(src[name])
+            elif name == "mapping.fc0.weight" and name in src and src[name].shape[1] == G.z_dim:
+                # [w_dim, z_dim + embed]: label columns start at zero; the layer's weight gain is 1/sqrt(fan-in), so
+                # the copied columns are scaled by sqrt(new fan-in / old fan-in) to give the same outputs
+                tensor.zero_()
+                tensor[:, : G.z_dim].copy_(src[name] * math.sqrt(tensor.shape[1] / G.z_dim))
+            else:
+                kept.append(name)
+    return kept
+
+
 def dataset_fingerprint(images: Tensor, labels: Tensor) -> str:
     """SHA-256 of the training tensors: names which data a generator saw without naming any file or patient."""
     h = hashlib.sha256()
@@ -289,6 +327,7 @@ def train_gan(
     device=None,
     resume: bool = False,
     overwrite: bool = False,
+    init_from: nn.Module | None = None,
     progress: bool = False,
     provenance: dict[str, Any] | None = None,
 ) -> TrainResult:
@@ -303,6 +342,8 @@ def train_gan(
         device: torch device (``None`` = CPU).
         resume: continue from ``out/state.json``; the configuration must equal the saved one except ``kimg``.
         overwrite: replace an earlier run in ``out``.
+        init_from: a trained generator to start G (and its EMA) from (:func:`init_generator_from`); ignored when
+            resuming from a snapshot. D starts fresh.
         provenance: extra facts recorded in ``generator.json`` (e.g. the dataset's name); never file names.
 
     Returns:
@@ -327,6 +368,8 @@ def train_gan(
     fingerprint = dataset_fingerprint(images, labels)
 
     G, D = build_networks(cfg, images.shape[1], c_dim)
+    if init_from is not None:
+        init_generator_from(G, init_from)
     G, D = G.to(device).train(), D.to(device).train()
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     ratio = cfg.r1_interval / (cfg.r1_interval + 1)

@@ -371,9 +371,11 @@ def _dataset_option(fn):
 @_train_config_options
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last snapshot.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier run in --out.")
+@click.option("--init", "init_spec", default=None, metavar="SPEC",
+              help="Start G from this generator (fine-tuning; e.g. demo:cxr into a --conditional run).")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.pass_context
-def gan_train(ctx, data_dir, layout, out, resume, overwrite, device, split_name, **options):
+def gan_train(ctx, data_dir, layout, out, resume, overwrite, init_spec, device, split_name, **options):
     """Train the built-in StyleGAN2 generator on a dataset.
 
     \b
@@ -397,6 +399,11 @@ def gan_train(ctx, data_dir, layout, out, resume, overwrite, device, split_name,
             )
         index = index.subset(cfg.split)
     images, labels = load_tensors(index, cfg.resolution, progress=_progress(ctx))
+    init = None
+    if init_spec is not None:
+        import gan_zoo
+
+        init = gan_zoo.load(init_spec)
     click.echo(f"training on {len(images)} images ({cfg.split or 'all splits'}) at {cfg.resolution} px -> {out}")
     result = train_gan(
         images,
@@ -407,8 +414,13 @@ def gan_train(ctx, data_dir, layout, out, resume, overwrite, device, split_name,
         device=resolve_device(device),
         resume=resume,
         overwrite=overwrite,
+        init_from=init,
         progress=_progress(ctx),
-        provenance={"label_names": list(index.label_names), "channels": int(images.shape[1])},
+        provenance={
+            "label_names": list(index.label_names),
+            "channels": int(images.shape[1]),
+            **({"init_from": init_spec} if init_spec else {}),
+        },  # fmt: skip
     )
     click.echo(
         f"generator at {result.generator} ({result.kimg:.1f} kimg, {result.seconds:.0f}s); samples in {out / 'samples'}"

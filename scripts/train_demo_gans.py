@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--kimg", type=float, default=80.0)
     parser.add_argument("--conditional", action="store_true", help="class-conditional G and D (c_dim = labels)")
     parser.add_argument("--channel-base", type=int, default=None, help="TrainConfig.channel_base (default: its own)")
+    parser.add_argument("--init-from", default=None, help="generator spec to start G from (e.g. demo:cxr)")
+    parser.add_argument("--lr", type=float, default=None, help="TrainConfig.lr (default: its own)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--resume", action="store_true")
@@ -62,6 +64,11 @@ def main() -> None:
     index = open_dataset(data_dir).subset("train")
     images, labels = load_tensors(index, phantoms.resolution)
     extra = {"channel_base": args.channel_base} if args.channel_base else {}
+    if args.lr:
+        extra["lr"] = args.lr
+    import gan_zoo
+
+    init = gan_zoo.load(args.init_from) if args.init_from else None
     cfg = TrainConfig(kimg=args.kimg, conditional=args.conditional, **extra)
     result = train_gan(
         images,
@@ -71,10 +78,12 @@ def main() -> None:
         n_labels=len(phantoms.label_names),
         device=resolve_device(args.device),
         resume=args.resume,
+        init_from=init,
         progress=True,
         provenance={
             "dataset": f"phantom-{args.kind} (latentwalk.data.phantoms, seed 0, train split)",
             "phantom_config": phantoms.to_dict(),
+            **({"init_from": args.init_from} if args.init_from else {}),
         },
     )
     print(result)

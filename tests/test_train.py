@@ -123,3 +123,27 @@ def test_wrong_image_shape_is_refused(tmp_path, data):
 def test_invalid_training_options_are_refused(bad):
     with pytest.raises(ConfigError):
         TrainConfig(**bad)
+
+
+def test_conditional_generator_started_from_an_unconditional_one_equals_it_until_trained(tmp_path, data):
+    from gan_zoo.train import build_networks, init_generator_from
+
+    images, labels = data
+    source = load_generator(train_gan(images, labels, tmp_path / "u", TrainConfig(kimg=0.008, **TINY)).generator)
+    G, _ = build_networks(TrainConfig(conditional=True, **TINY), 1, 2)
+    kept = init_generator_from(G, source)
+    assert kept == ["mapping.embed.weight", "mapping.embed.bias"]  # only the label path is new
+    z = torch.randn(3, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for label in (0, 1):
+            c = torch.nn.functional.one_hot(torch.full((3,), label), 2).float()
+            torch.testing.assert_close(G.eval()(z, c), source(z, None), atol=1e-5, rtol=0)
+    run = train_gan(images, labels, tmp_path / "c", TrainConfig(kimg=0.008, conditional=True, **TINY),
+                    init_from=source)  # fmt: skip
+    tuned = load_generator(run.generator)
+    with torch.no_grad():
+        a, b = (tuned(z, torch.nn.functional.one_hot(torch.full((3,), k), 2).float()) for k in (0, 1))
+    assert not torch.equal(a, b)  # training gave the label an effect
+    wider, _ = build_networks(TrainConfig(conditional=True, **{**TINY, "channel_base": 256}), 1, 2)
+    with pytest.raises(ConfigError, match="synthesis network differs"):
+        init_generator_from(wider, source)
