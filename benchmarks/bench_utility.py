@@ -78,7 +78,7 @@ class Ladder:
     def __init__(self, kind: str, spec: str | None, sizes: dict, work: Path, progress: bool, echo) -> None:
         import gan_zoo
         from gan_zoo.invert import InvertConfig, invert_dataset, load_latents
-        from latentwalk.data import load_tensors, open_dataset
+        from latentwalk.data import load_tensors
         from latentwalk.data.phantoms import PhantomConfig, write_phantom_dataset
         from latentwalk.guides import GuideConfig, load_guides, train_guides
 
