@@ -262,8 +262,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sizes = dict(QUICK if args.quick else FULL)
     started = time.perf_counter()
-    header = ("| row | images | TSTR accuracy % | balanced acc. % | class guide agrees | diversity vs real | "
-              "recall | coverage | FID (class-guide emb.) | seconds |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+    header = (
+        "| row | images | TSTR accuracy % | balanced acc. % | class guide agrees | diversity vs real | recall | "
+        "coverage | FID (class-guide emb.) | seconds |\n|---|---|---|---|---|---|---|---|---|---|"
+    )
     print(header, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         ladder = Ladder(KINDS[args.benchmark], args.gan, sizes, Path(tmp), False, lambda s: print(s, flush=True))
