@@ -151,24 +151,30 @@ class Ladder:
     # -- image sets
 
     def render(self, ws: torch.Tensor) -> torch.Tensor:
+        """Images of latents ``[N, w_dim]`` (W) or ``[N, num_ws, w_dim]`` (W+)."""
         from latentwalk.paths import render_paths
 
         with torch.no_grad():
             return render_paths(self.G, ws[:, None]).flatten(0, 1)
 
     def samples(self, per_label: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random samples of G labelled by the class guide, ``per_label`` of each label (or all that were drawn)."""
+        """Random samples of G, ``per_label`` of each label: labelled by the conditioning for a conditional G, else
+        by the class guide's argmax (a label the guide rarely gives may stay short)."""
         from latentwalk.paths import sample_w
 
         gen = torch.Generator().manual_seed(seed)
+        if int(getattr(self.G, "c_dim", 0)) > 0:
+            with torch.no_grad():
+                xs = [self.render(sample_w(self.G, per_label, generator=gen, label=c)) for c in range(self.n_labels)]
+            ys = [torch.full((per_label,), c) for c in range(self.n_labels)]
+            return torch.cat(xs), torch.cat(ys)
         xs, ys = [], []
         counts = torch.zeros(self.n_labels, dtype=torch.long)
         for _ in range(max(8, 4 * per_label * self.n_labels // 64)):  # a label the guide rarely gives stays short
             if bool((counts >= per_label).all()):
                 break
             with torch.no_grad():
-                w = sample_w(self.G, 64, generator=gen)
-                x = self.render(w[:, None].expand(-1, self.G.num_ws, -1) if w.ndim == 2 else w)
+                x = self.render(sample_w(self.G, 64, generator=gen))
             y = self.guide_labels(x)
             for c in range(self.n_labels):
                 rows = (y == c).nonzero().flatten()[: max(0, per_label - int(counts[c]))]
@@ -219,7 +225,8 @@ def run(ladder: Ladder, per_label: int, seed: int = 0) -> list[dict]:
 
     t = time.perf_counter()
     sx, sy = L.samples(per_label, seed)
-    rows.append(L.score("(c) random samples of G, class-guide labels", sx, sy, time.perf_counter() - t))
+    how = "conditioning labels" if int(getattr(L.G, "c_dim", 0)) > 0 else "class-guide labels"
+    rows.append(L.score(f"(c) random samples of G, {how}", sx, sy, time.perf_counter() - t))
 
     n_interior = L.sizes["n_steps"] - 2
     by_label = {c: (L.ws_labels == c).nonzero().flatten().tolist() for c in range(L.n_labels)}
