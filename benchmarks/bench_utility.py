@@ -102,7 +102,8 @@ class Ladder:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             invert_dataset(self.G, train, work / "lat.safetensors",
-                           InvertConfig(steps=sizes["invert_steps"], batch=64, seed=0), progress=progress)  # fmt: skip
+                           InvertConfig(space=sizes.get("space", "w"), steps=sizes["invert_steps"], batch=64, seed=0),
+                           progress=progress)  # fmt: skip
         ids, ws, meta = load_latents(work / "lat.safetensors")
         self.ws = ws
         self.ws_labels = torch.tensor([int(meta["items"][i]["label"]) for i in ids])
@@ -265,9 +266,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes; print only")
     parser.add_argument("--no-record", action="store_true", help="print only")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--invert-steps", type=int, default=None, help="inversion steps per image (default 50)")
+    parser.add_argument("--space", choices=["w", "w+"], default="w", help="inversion space (default w)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = dict(QUICK if args.quick else FULL)
+    if args.invert_steps:
+        sizes["invert_steps"] = args.invert_steps
+    sizes["space"] = args.space
     started = time.perf_counter()
     header = (
         "| row | images | TSTR accuracy % | balanced acc. % | class guide agrees | diversity vs real | recall | "
@@ -287,7 +293,8 @@ def main() -> None:
             "",
             f"Wall time {wall / 60:.1f} min ({stages}). Every row: at most {sizes['per_label']} images per label, the "
             f"same TSTR recipe (compact CNN, {sizes['eval_epochs']} epochs, seeds {list(sizes['seeds'])}), tested on "
-            f"the real test split ({len(ladder.test_x)} images of unseen patients). Paths: {sizes['n_steps']} points, "
+            f"the real test split ({len(ladder.test_x)} images of unseen patients). Inversion: {sizes['invert_steps']} "
+            f"steps in {sizes['space'].upper()}. Paths: {sizes['n_steps']} points, "
             f"interior points kept; PLAN {sizes['optim_steps']} Adam steps, the reference's loss weights. Diversity: "
             "mean pairwise pixel distance relative to the real training images'. Recall, coverage (PRDC, k = 5) and "
             "FID on the class guide's embedding against the real training images.",
