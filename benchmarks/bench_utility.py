@@ -265,6 +265,7 @@ def main() -> None:
     parser.add_argument("--gan", default=None, help="generator spec (default: demo:<kind>)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes; print only")
     parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument("--tag", default=None, help="record as section utility-ladder-<benchmark>-<tag> (a variant)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--invert-steps", type=int, default=None, help="inversion steps per image (default 50)")
     parser.add_argument("--space", choices=["w", "w+"], default="w", help="inversion space (default w)")
@@ -308,7 +309,7 @@ def main() -> None:
     summary(f"utility ladder {args.benchmark}: real {100 * first['acc']:.1f}%, last row ({last['row']}) "
             f"{100 * last['acc']:.1f}%")  # fmt: skip
     if not (args.quick or args.no_record):
-        write_section(f"utility-ladder-{args.benchmark}", body)
+        write_section(f"utility-ladder-{args.benchmark}" + (f"-{args.tag}" if args.tag else ""), body)
 
 
 if __name__ == "__main__":
