@@ -35,16 +35,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from record import summary, write_section  # noqa: E402
 
+from latentwalk.distances import mean_pairwise_distance  # noqa: E402
+
 KINDS = {"tb": "cxr", "dr": "fundus"}
 FULL = dict(guide_epochs=30, invert_steps=50, per_label=100, optim_steps=100, n_steps=10, eval_epochs=15,
             seeds=(0, 1, 2))  # fmt: skip
 QUICK = dict(guide_epochs=1, invert_steps=2, per_label=6, optim_steps=2, n_steps=4, eval_epochs=1, seeds=(0, 1))
-
-
-def _diversity(x: torch.Tensor, n: int = 400) -> float:
-    """Mean pairwise Euclidean distance between images (pixels in [-1, 1]) over up to ``n`` of them."""
-    x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:n]].flatten(1).double()
-    return float(torch.pdist(x).mean())
 
 
 def _take(images: torch.Tensor, labels: torch.Tensor, per_label: int, n_labels: int, seed: int = 0):
@@ -111,7 +107,7 @@ class Ladder:
         self.times["inversion"] = time.perf_counter() - t
         with torch.no_grad():
             self.real_feats = self._embed(self.train_x)
-        self.real_div = _diversity(self.train_x)
+        self.real_div = mean_pairwise_distance(self.train_x)
 
     # -- measurements
 
@@ -137,7 +133,7 @@ class Ladder:
             "bacc": res.mean["synthetic"]["balanced_accuracy"],
             "bacc_std": res.std["synthetic"]["balanced_accuracy"],
             "agree": float((self.guide_labels(x) == y).double().mean()),
-            "diversity": _diversity(x) / self.real_div,
+            "diversity": mean_pairwise_distance(x) / self.real_div,
             "seconds": seconds,
         }
         if len(x) > 5:

@@ -43,6 +43,7 @@ __all__ = [
     "LpipsEmbedding",
     "Nearest",
     "check_rows",
+    "mean_pairwise_distance",
     "pairwise_sq_dists",
     "nearest",
     "ssim",
@@ -313,6 +314,22 @@ class Nearest(NamedTuple):
 
     dists: Tensor  # [N, k] distances in the metric's units, dtype of the inputs
     index: Tensor  # [N, k] int64 rows of b
+
+
+def mean_pairwise_distance(x: Tensor, *, n: int = 400, seed: int = 0) -> float:
+    """Diversity of a set of images: mean Euclidean distance between every pair of up to ``n`` of them.
+
+    Args:
+        x: images ``[N, C, H, W]`` (pixels in [-1, 1]) or rows ``[N, D]``, N >= 2.
+        n: at most this many rows, drawn without replacement with ``seed`` (the figure is then an estimate).
+
+    Returns:
+        The mean over the ``m (m - 1) / 2`` pairs, in float64 (pixel units of ``x``).
+    """
+    if x.shape[0] < 2:
+        raise DataError(f"diversity needs at least 2 images, got {x.shape[0]}")
+    pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
+    return float(torch.pdist(x[pick].flatten(1).double()).mean())
 
 
 def _group_codes(

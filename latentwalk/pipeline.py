@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from latentwalk.config import StageConfig
+from latentwalk.distances import mean_pairwise_distance
 from latentwalk.errors import ConfigError, DataError, DistributedError, LatentwalkError
 from latentwalk.gate import GATE_SPACES, Gate, LabelGate, build_gate, build_label_gate
 from latentwalk.io import atomic_write_bytes, atomic_write_text, sha256_file, write_csv, write_json
@@ -699,6 +700,7 @@ class _Setup:
     fingerprint: str
     inputs: dict[str, Any]
     gate_images: int
+    real_diversity: float  # mean pairwise pixel distance of the real reference images (for the card)
 
 
 def _setup(cfg: GenerateConfig, world: _World, progress: bool, lpips_net: Any = None) -> _Setup:
@@ -761,7 +763,7 @@ def _setup(cfg: GenerateConfig, world: _World, progress: bool, lpips_net: Any = 
     runtime = {"device_type": device.type, "amp": amp, "versions": _versions()}  # a resume must compute the same
     full = {"config": cfg.to_dict(), "inputs": inputs, "runtime": runtime}
     fingerprint = hashlib.sha256(json.dumps(full, sort_keys=True, default=list).encode()).hexdigest()
-    return _Setup(ctx, fingerprint, inputs, int(real.shape[0]))
+    return _Setup(ctx, fingerprint, inputs, int(real.shape[0]), mean_pairwise_distance(real))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1018,6 +1020,7 @@ def _merge(
     rejected_label: dict[str, int] = {}
     candidates: dict[str, int] = {}
     distances: list[float] = []
+    kept_images: list[Tensor] = []  # for the diversity figure
     by_round: dict[int, dict[str, dict[str, int]]] = {}
     for label in ctx.labels:
         name = ctx.label_names[label]
@@ -1045,6 +1048,7 @@ def _merge(
                 sid = f"s{label}_{count:06d}"
                 rel = f"images/{label}/{sid}.png"
                 atomic_write_bytes(out / rel, _png_bytes(image))
+                kept_images.append(image)
                 dist = float(rec["distance"][c])
                 distances.append(dist)
                 path_no = int(rec["path"][c])
@@ -1070,7 +1074,13 @@ def _merge(
     counts = {"written": written, "rejected": rejected, "rejected_by_label_gate": rejected_label,
               "candidates": candidates}  # fmt: skip
     counts["by_round"] = [{"round": r, **by_round[r]} for r in sorted(by_round)]
+    diversity = None
+    if len(kept_images) >= 2:
+        syn = mean_pairwise_distance(from_uint8(torch.stack(kept_images)))
+        diversity = {"synthetic": _round6(syn), "real": _round6(setup.real_diversity),
+                     "ratio": _round6(syn / setup.real_diversity) if setup.real_diversity > 0 else None}  # fmt: skip
     run = _run_record(ctx, setup, items, counts, distances, resumed, seconds, processes)
+    run["diversity"] = diversity
     atomic_write_text(out / "DATASET_CARD.md", dataset_card(run))
     write_json(out / "run.json", run)  # last: marks the run finished
     return run
@@ -1231,6 +1241,11 @@ def dataset_card(run: dict[str, Any]) -> str:
                   f"{lg['real_images']} real {lg['split']} images" if lg["derived"] else "given")  # fmt: skip
         lines.insert(lines.index("## Privacy figures") - 1, f"- Label gate: an image was written only when the class "
                      f"guide gave its label a probability >= {lg['threshold']:.4g} ({origin})")  # fmt: skip
+    div = run.get("diversity")
+    if div:
+        ratio = f" ({100 * div['ratio']:.0f} % of the real set's)" if div.get("ratio") is not None else ""
+        text = f"{div['synthetic']:.4g} against {div['real']:.4g} among the real training images{ratio}"
+        lines.insert(lines.index("## Privacy figures") - 1, f"- Diversity: mean pairwise pixel distance {text}")
     nd = run["nearest_real_distance"]
     if nd["min"] is not None:
         lines.append(

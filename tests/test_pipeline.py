@@ -473,3 +473,21 @@ def test_label_gate_writes_only_images_whose_label_the_class_guide_confirms(chai
                         gate_threshold=0.0), tmp_path / "p")  # fmt: skip
     assert sum(off.run["counts"]["rejected_by_label_gate"].values()) == 0
     assert off.run["label_gate"]["derived"] is False
+
+
+def test_run_json_and_card_report_diversity_relative_to_the_real_set(chain, tmp_path):
+    from latentwalk.data import load_tensors, open_dataset
+    from latentwalk.distances import mean_pairwise_distance
+
+    result = generate(_cfg(chain, method="linear", per_label=4, gate_threshold=0.0), tmp_path / "o")
+    div = result.run["diversity"]
+    real, _ = load_tensors(open_dataset(chain["data"]).subset("train"), 32, channels=1)
+    assert div["real"] == pytest.approx(mean_pairwise_distance(real), rel=1e-5)
+    rows = _read_manifest(tmp_path / "o")
+    import numpy as np
+    from PIL import Image
+
+    written = torch.stack([torch.from_numpy(np.array(Image.open(tmp_path / "o" / r["file"])))[None] for r in rows])
+    assert div["synthetic"] == pytest.approx(mean_pairwise_distance(written.float() / 127.5 - 1), rel=1e-5)
+    assert div["ratio"] == pytest.approx(div["synthetic"] / div["real"], rel=1e-4)
+    assert "Diversity: mean pairwise pixel distance" in (tmp_path / "o" / "DATASET_CARD.md").read_text()
