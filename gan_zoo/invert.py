@@ -343,6 +343,12 @@ class _Session:
     w_std: float  # RMS distance of mapping samples to w_mean
     perceptual: _Perceptual | None
     perceptual_used: str
+    w_class: Tensor | None = None  # [c_dim, w_dim]: mean w of each label (conditional G), the start of its images
+
+
+def _c_dim(G: Any) -> int:
+    """The label size of ``G`` (0 for an unconditional generator)."""
+    return int(getattr(G, "c_dim", 0) or 0)
 
 
 def _check_generator(G: Any) -> None:
@@ -356,6 +362,20 @@ def _check_generator(G: Any) -> None:
 def _device_of(G: nn.Module) -> torch.device:
     param = next(G.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
+
+
+def class_w_means(G: nn.Module, samples: int, seed: int) -> Tensor:
+    """Mean ``w`` of each label of a conditional ``G``: ``[c_dim, w_dim]``, ``samples // c_dim`` draws per label."""
+    gen = torch.Generator().manual_seed(seed)
+    device = _device_of(G)
+    per = max(1, samples // G.c_dim)
+    means = []
+    with torch.no_grad():
+        for label in range(G.c_dim):
+            z = torch.randn(per, G.z_dim, generator=gen).to(device)  # [per, z_dim]
+            c = F.one_hot(torch.full((per,), label), G.c_dim).to(device=device, dtype=torch.float32)
+            means.append(G.mapping(z, c)[:, 0].to(torch.float64).mean(0))
+    return torch.stack(means).to(torch.float32)  # [c_dim, w_dim]
 
 
 def w_statistics(G: nn.Module, samples: int, seed: int) -> tuple[Tensor, float]:
@@ -386,7 +406,8 @@ def _session(G: nn.Module, cfg: InvertConfig, lpips_net: nn.Module | None) -> _S
     device = _device_of(G)
     w_mean, w_std = w_statistics(G, cfg.w_avg_samples, cfg.seed)
     perceptual = _perceptual(cfg, lpips_net, device)
-    return _Session(G, w_mean, w_std, perceptual, perceptual.name if perceptual else "none")
+    w_class = class_w_means(G, cfg.w_avg_samples, cfg.seed) if int(getattr(G, "c_dim", 0)) > 0 else None
+    return _Session(G, w_mean, w_std, perceptual, perceptual.name if perceptual else "none", w_class)
 
 
 def _check_images(G: nn.Module, images: Any) -> None:
@@ -426,8 +447,12 @@ def _invert_batch(
     keys: Sequence[Any],
     progress: bool = False,
     fused_modconv: bool = False,
+    labels: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Project one batch; returns ``(ws [B, num_ws, w_dim], mse [B], perceptual [B])``, detached.
+
+    With ``labels`` (a conditional generator), each image starts at, and is drawn towards, the mean w of its label
+    instead of the overall mean.
 
     ``fused_modconv=False`` (scale activations around one shared convolution) is about 2x faster per image than
     per-sample weights for batches on the CPU and equal up to rounding; the benchmark passes ``True`` to time
@@ -440,7 +465,10 @@ def _invert_batch(
     k = 1 if cfg.space == "w" else num_ws
     device = targets.device
     targets = targets.to(torch.float32)
-    w_mean = s.w_mean.to(device)
+    if labels is not None and s.w_class is not None:
+        w_mean = s.w_class.to(device)[labels.to(device)][:, None, :]  # [B, 1, w_dim]: each image's label mean
+    else:
+        w_mean = s.w_mean.to(device)
     w_opt = w_mean.expand(n, k, w_dim).clone().requires_grad_(True)  # [B, k, w_dim]
     opt = torch.optim.Adam([w_opt], lr=cfg.lr, betas=(0.9, 0.999))
     gens = [torch.Generator().manual_seed(item_seed(cfg.seed, key)) for key in keys]
@@ -485,6 +513,7 @@ def invert(
     cfg: InvertConfig | None = None,
     *,
     keys: Sequence[Any] | None = None,
+    labels: Tensor | None = None,
     lpips_net: nn.Module | None = None,
     progress: bool = False,
 ) -> InversionResult:
@@ -497,6 +526,8 @@ def invert(
         cfg: options; ``None`` = :class:`InvertConfig` defaults.
         keys: one key per image (int or str) that, with ``cfg.seed``, seeds its latent noise; ``None`` = the
             positions ``0..N-1``. Pass dataset ids to make results independent of which images are inverted together.
+        labels: ``[N]`` class index of each image; for a conditional ``G`` (``c_dim > 0``) each image starts at the
+            mean w of its label (ignored for an unconditional ``G``).
         lpips_net: an ``lpips.LPIPS`` network (eval mode, on the images' device) to use as the perceptual term
             instead of resolving one; allowed with ``perceptual`` auto or the matching lpips-*.
         progress: show tqdm bars.
@@ -523,11 +554,16 @@ def invert(
         raise ConfigError(f"keys must give one key per image: {n} images, {len(keys)} keys")
     if len(set(map(str, keys))) != n:
         raise ConfigError("keys must be distinct (equal keys would give images the same latent noise)")
+    if labels is not None and (labels.shape != (n,) or labels.dtype not in (torch.int64, torch.int32)):
+        raise ConfigError(f"labels must be an integer tensor [{n}], one per image")
+    if labels is not None and _c_dim(G) and not bool(((labels >= 0) & (labels < _c_dim(G))).all()):
+        raise ConfigError(f"labels must lie in [0, {_c_dim(G)}) for this conditional generator")
     s = _session(G, cfg, lpips_net)
     parts = []
     for start in tqdm(range(0, n, cfg.batch), desc="inverting", unit="batch", disable=None if progress else True):
         stop = min(start + cfg.batch, n)
-        parts.append(_invert_batch(s, cfg, images[start:stop], keys[start:stop], progress))
+        lab = labels[start:stop] if labels is not None else None
+        parts.append(_invert_batch(s, cfg, images[start:stop], keys[start:stop], progress, labels=lab))
     ws, mse, perceptual = (torch.cat(p) for p in zip(*parts, strict=True))
     return InversionResult(ws=ws, mse=mse, perceptual=perceptual, perceptual_used=s.perceptual_used)
 
@@ -671,6 +707,8 @@ def invert_dataset(
         "generator_sha256": generator_sha256(G),
         "ids_sha256": hashlib.sha256(json.dumps(sel_ids).encode()).hexdigest(),
     }
+    if s.w_class is not None:  # a conditional G starts each image at its label's mean w: labels shape the result
+        plan["labels_sha256"] = hashlib.sha256(json.dumps([r.label for r in sub.records]).encode()).hexdigest()
     _start_or_resume(partial, plan)
 
     batches = [list(range(i, min(i + cfg.batch, len(sel_ids)))) for i in range(0, len(sel_ids), cfg.batch)]
@@ -684,7 +722,8 @@ def invert_dataset(
             images = torch.stack([dataset[i][0] for i in rows]).to(run_device)  # [B, C, R, R]
             _check_images(G, images)
             batch_ids = [sel_ids[i] for i in rows]
-            ws, mse, perceptual = _invert_batch(s, cfg, images, batch_ids, progress)
+            labels = torch.tensor([sub.records[i].label for i in rows]) if s.w_class is not None else None
+            ws, mse, perceptual = _invert_batch(s, cfg, images, batch_ids, progress, labels=labels)
             _write_batch(path, batch_ids, ws, mse, perceptual)
             bar.update(len(rows))
 

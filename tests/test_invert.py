@@ -376,3 +376,21 @@ def test_load_latents_detects_a_changed_file(G, cxr_index, tmp_path):
         load_latents(tmp_path / "lat")
     with pytest.raises(DataError, match="not found"):
         load_latents(tmp_path / "missing.safetensors")
+
+
+def test_conditional_inversion_starts_each_image_at_its_labels_mean_w():
+    from gan_zoo.invert import class_w_means, w_statistics
+
+    G = tiny_generator(c_dim=2)
+    images = torch.rand(4, 1, G.img_resolution, G.img_resolution, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    labels = torch.tensor([0, 1, 1, 0])
+    cfg = InvertConfig(steps=1, lr=1e-9, perceptual="none", batch=4)  # one negligible step: the start point
+    means = class_w_means(G, cfg.w_avg_samples, cfg.seed)
+    assert not torch.allclose(means[0], means[1])
+    ws = invert(G, images, cfg, labels=labels).ws[:, 0]  # [4, w_dim]
+    torch.testing.assert_close(ws, means[labels], atol=1e-5, rtol=0)
+    unlabelled = invert(G, images, cfg).ws[:, 0]
+    torch.testing.assert_close(unlabelled, w_statistics(G, cfg.w_avg_samples, cfg.seed)[0].expand(4, -1),
+                               atol=1e-5, rtol=0)  # fmt: skip
+    with pytest.raises(ConfigError, match="labels must lie"):
+        invert(G, images, cfg, labels=torch.tensor([0, 1, 2, 0]))

@@ -491,3 +491,25 @@ def test_run_json_and_card_report_diversity_relative_to_the_real_set(chain, tmp_
     assert div["synthetic"] == pytest.approx(mean_pairwise_distance(written.float() / 127.5 - 1), rel=1e-5)
     assert div["ratio"] == pytest.approx(div["synthetic"] / div["real"], rel=1e-4)
     assert "Diversity: mean pairwise pixel distance" in (tmp_path / "o" / "DATASET_CARD.md").read_text()
+
+
+@pytest.mark.parametrize("method", ["plan", "ksame-plan"])
+def test_a_class_conditional_generator_runs_end_to_end(chain, cxr_dataset, tmp_path, method):
+    """c_dim > 0 through inversion (each image from its label's mean w), endpoints (drawn with the path's label)
+    and generation."""
+    from gan_zoo.checkpoint import save_generator
+    from gan_zoo.invert import InvertConfig, invert_dataset, load_latents
+    from gan_zoo.stylegan2 import Generator
+    from latentwalk.data import open_dataset
+
+    torch.manual_seed(0)
+    G = Generator(8, 2, 8, 32, 1, mapping_kwargs={"num_layers": 1},
+                  synthesis_kwargs={"channel_base": 64, "channel_max": 8}).eval()  # fmt: skip
+    save_generator(G, tmp_path / "g" / "generator", {"test": True})
+    lat = tmp_path / "lat.safetensors"
+    invert_dataset(G, open_dataset(cxr_dataset).subset("train"), lat, InvertConfig(steps=2, perceptual="none"))
+    _, _, meta = load_latents(lat)
+    cfg = _cfg(chain, gan=f"lite:{tmp_path / 'g'}", latents=str(lat), method=method, per_label=2, gate_threshold=0.0)
+    result = generate(cfg, tmp_path / "o")
+    assert result.written == {"normal": 2, "tb": 2}
+    assert meta["config"]["steps"] == 2
