@@ -13,7 +13,8 @@ several seeds, tested on the real test split of unseen patients). No row is tune
 Rows: (a) the real training images; (b) G's reconstructions of them (inverted latents, real labels); (c) random
 samples of G labelled by the class guide's argmax; (d) straight lines between inverted latents of two training
 patients of one label (interior points); (e) PLAN paths between the same endpoints; (f) the k-same centroids (k = 5,
-each rendered once); (g) straight lines and (h) PLAN paths between two k-same centroids of one label.
+each rendered once); (g) straight lines and (h) PLAN paths between two k-same centroids of one label; (f') and
+(g') the same with the centroids' spread restored (``KSameConfig(spread="restore")``).
 
 Per row also: how often the class guide agrees with the assigned label, diversity (mean pairwise pixel distance of
 the set relative to the real training images'), PRDC recall and coverage and FID on the class guide's embedding
@@ -240,17 +241,25 @@ def run(ladder: Ladder, per_label: int, seed: int = 0) -> list[dict]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         ks = group_latents(L.ws, L.ws_patients, L.ws_labels.tolist(), KSameConfig(k=5))
+        spread = group_latents(L.ws, L.ws_patients, L.ws_labels.tolist(), KSameConfig(k=5, spread="restore"))
     cen, cen_y = ks.centroids, torch.tensor(ks.group_labels)
     rows.append(L.score("(f) k-same centroids (k=5)", L.render(cen), cen_y, time.perf_counter() - t))
+    rows.append(L.score("(f') the same, spread restored", L.render(spread.centroids), cen_y, 0.0))
     groups = {c: (cen_y == c).nonzero().flatten().tolist() for c in range(L.n_labels)}
     cpairs = _pairs(groups, per_label, n_interior, seed)
     if cpairs:
         c_a = cen[[a for a, _, _ in cpairs]]
         c_b = cen[[b for _, b, _ in cpairs]]
         c_lab = torch.tensor([c for _, _, c in cpairs])
-        for name, plan in (("(g) lines between k-same centroids", False), ("(h) PLAN between k-same centroids", True)):
+        s_a = spread.centroids[[a for a, _, _ in cpairs]]
+        s_b = spread.centroids[[b for _, b, _ in cpairs]]
+        for name, plan, a, b in (
+            ("(g) lines between k-same centroids", False, c_a, c_b),
+            ("(g') the same, spread restored", False, s_a, s_b),
+            ("(h) PLAN between k-same centroids", True, c_a, c_b),
+        ):
             t = time.perf_counter()
-            x, y = L.paths(c_a, c_b, c_lab, plan)
+            x, y = L.paths(a, b, c_lab, plan)
             rows.append(L.score(name, *_take(x, y, per_label, L.n_labels), time.perf_counter() - t))
     return rows
 

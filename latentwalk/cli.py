@@ -681,6 +681,7 @@ _GENERATE_HELP = {
     "chunk": "Images per synthesis + classifier pass [default: 64 on CPU, sized to free memory on CUDA].",
     "k": "ksame/ksame-plan: minimum patients per group.",
     "ksame_method": "ksame/ksame-plan: greedy (k-SALSA) or kmeans.",
+    "ksame_spread": "ksame/ksame-plan: centroid = mean, or restore (members' typical distance from the mean).",
     "gate_space": "Nearest-real distance space of the privacy gate: identity, lpips or ssim.",
     "gate_threshold": "Reject candidates closer than this [default: derived from the real data].",
     "gate_percentile": "Derived threshold: this percentile of real nearest-other-patient distances.",
@@ -697,6 +698,7 @@ _GENERATE_CHOICES = {
     "gate_space": ("identity", "lpips", "ssim"),
     "gate_split": ("train", "all"),
     "ksame_method": ("greedy", "kmeans"),
+    "ksame_spread": ("mean", "restore"),
 }
 _GENERATE_TYPES = {
     "per_label": int, "n_steps": int, "paths_per_item": int, "seed": int, "optim_steps": int, "chunk": int, "k": int,

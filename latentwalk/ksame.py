@@ -71,6 +71,7 @@ __all__ = [
 METHODS = ("greedy", "kmeans")
 DISTANCES = ("euclidean",)
 MIXED_LABEL_POLICIES = ("majority", "error")
+SPREADS = ("mean", "restore")  # centroid: the plain mean, or the mean pushed out to the members' typical distance
 _TIE_RTOL = 1e-9  # summed distances within this relative gap of the maximum count as tied (float drift)
 _CHUNK = 256  # rows of the distance matrix computed at once
 
@@ -95,6 +96,8 @@ class KSameConfig(StageConfig):
     seed: int = 0  # kmeans: seeds the k-means++ initialisation (per label); greedy needs no seed
     max_iter: int = 100  # kmeans: most assignment/update rounds per label
     mixed_labels: str = "majority"  # patient with several labels: "majority" (ties -> higher label) | "error"
+    spread: str = "mean"  # "mean" | "restore": scale each centroid's offset from the mean of all patients so that it
+    # lies as far from it as the group's members do on average (averaging k latents shrinks that distance)
 
     def __post_init__(self) -> None:
         if not _is_int(self.k) or self.k < 1:
@@ -107,6 +110,8 @@ class KSameConfig(StageConfig):
             raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
         if not _is_int(self.max_iter) or self.max_iter < 1:
             raise ConfigError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
+        if self.spread not in SPREADS:
+            raise ConfigError(f'unknown k-same spread "{self.spread}"; expected one of {", ".join(SPREADS)}')
         if self.mixed_labels not in MIXED_LABEL_POLICIES:
             raise ConfigError(
                 f'unknown mixed_labels policy "{self.mixed_labels}"; expected one of {", ".join(MIXED_LABEL_POLICIES)}'
@@ -260,6 +265,30 @@ def _group_means(points: Tensor, groups: Sequence[Sequence[int]]) -> Tensor:
     pidx = torch.tensor([p for members in groups for p in members], dtype=torch.long)
     sums = torch.zeros(len(groups), points.shape[1], dtype=points.dtype).index_add_(0, gidx, points[pidx])
     return sums / torch.bincount(gidx, minlength=len(groups)).to(points.dtype)[:, None]
+
+
+def _restore_spread(points: Tensor, groups: Sequence[Sequence[int]], centroids: Tensor) -> Tensor:
+    """Push each centroid away from the mean of all patients until it lies at the members' mean distance from it.
+
+    The mean of k latents lies closer to the population mean than its members (their individual deviations partly
+    cancel), and its image shows less of everything that varies between patients, the disease signs included. The
+    scale of group g is ``mean_i ||p_i - m|| / ||c_g - m||`` over its members' patient latents ``p_i``: one number
+    computed from all k members together, so the result still depends on the group only as a whole.
+
+    Args:
+        points: patient latents ``[P, D]`` float64; groups: patient indices per group; centroids: ``[G, D]``.
+
+    Returns:
+        ``[G, D]`` float64.
+    """
+    center = points.mean(0)  # [D]
+    out = centroids.clone()
+    for g, members in enumerate(groups):
+        target = (points[list(members)] - center).norm(dim=1).mean()
+        current = (centroids[g] - center).norm()
+        if current > 0:
+            out[g] = center + (target / current) * (centroids[g] - center)
+    return out
 
 
 def _greedy_groups(points: Tensor, k: int) -> list[list[int]]:
@@ -482,6 +511,8 @@ def group_latents(
     )
     group_identities = tuple(tuple(order[p] for p in sorted(g)) for g in patient_groups)
     centroids = _group_means(points, patient_groups)  # [G, D]: mean over patients, each weighing the same
+    if cfg.spread == "restore":
+        centroids = _restore_spread(points, patient_groups, centroids)
     centroids = centroids.reshape(len(patient_groups), *ws.shape[1:]).to(device=ws.device, dtype=ws.dtype)
 
     result = KSameResult(

@@ -113,6 +113,7 @@ class GenerateConfig(StageConfig):
     chunk: int | None = None  # images per synthesis + classifier pass; None = 64 on CPU/MPS, sized to memory on CUDA
     k: int = 5  # ksame/ksame-plan: minimum patients per group
     ksame_method: str = "greedy"  # ksame/ksame-plan: greedy | kmeans
+    ksame_spread: str = "mean"  # ksame/ksame-plan: centroid = mean | restore (members' typical distance from the mean)
     gate_space: str = "identity"  # nearest-real distance space: identity | lpips | ssim
     gate_threshold: float | None = None  # reject below it; None = the gate_percentile of real-to-real distances
     gate_percentile: float = 5.0  # percentile of real nearest-other-patient distances used as the threshold
@@ -144,6 +145,8 @@ class GenerateConfig(StageConfig):
             raise ConfigError(f'unknown gate_split "{self.gate_split}"; expected one of {", ".join(GATE_SPLITS)}')
         if self.ksame_method not in ("greedy", "kmeans"):
             raise ConfigError(f'unknown ksame_method "{self.ksame_method}"; expected greedy or kmeans')
+        if self.ksame_spread not in ("mean", "restore"):
+            raise ConfigError(f'unknown ksame_spread "{self.ksame_spread}"; expected mean or restore')
         for name in ("gan", "guides", "data", "layout", "device", "keep"):
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
@@ -618,7 +621,9 @@ def _ksame_centroids(
     patients = [meta["items"][i]["identity"] for i in ids]
     point_labels = [meta["items"][i]["label"] for i in ids]
     space = meta.get("config", {}).get("space", "w")
-    result = group_latents(ws, patients, point_labels, KSameConfig(k=cfg.k, method=cfg.ksame_method))
+    result = group_latents(
+        ws, patients, point_labels, KSameConfig(k=cfg.k, method=cfg.ksame_method, spread=cfg.ksame_spread)
+    )
     points = result.centroids[:, 0] if space == "w" else result.centroids  # W: one w per group
     centroids = {}
     for label in labels:

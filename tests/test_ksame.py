@@ -317,3 +317,23 @@ def test_config_from_dict_refuses_unknown_keys():
     assert KSameConfig.from_dict({"k": 7, "method": "kmeans"}) == KSameConfig(k=7, method="kmeans")
     with pytest.raises(ConfigError, match="unknown k-same option"):
         KSameConfig.from_dict({"ksame_k": 10})
+
+
+def test_restored_spread_puts_each_centroid_at_its_members_mean_distance_on_the_same_ray():
+    gen = torch.Generator().manual_seed(0)
+    ws = torch.randn(40, 6, generator=gen, dtype=torch.float64)  # one image per patient: patient latent = its w
+    ids = [f"p{i}" for i in range(40)]
+    labels = [i % 2 for i in range(40)]
+    plain = group_latents(ws, ids, labels, KSameConfig(k=4))
+    restored = group_latents(ws, ids, labels, KSameConfig(k=4, spread="restore"))
+    assert [g.tolist() for g in plain.groups] == [g.tolist() for g in restored.groups]
+    center = ws.mean(0)
+    for g, c0, c1 in zip(plain.groups, plain.centroids, restored.centroids, strict=True):
+        members = (ws[g] - center).norm(dim=1).mean()
+        assert float((c1 - center).norm()) == pytest.approx(float(members), rel=1e-9)
+        assert float((c0 - center).norm()) < float(members)  # averaging shrank it
+        cos = torch.nn.functional.cosine_similarity((c1 - center)[None], (c0 - center)[None])
+        assert float(cos) == pytest.approx(1.0, abs=1e-12)  # same direction from the mean
+    check_k_anonymity(restored, ids, 4, labels=labels)
+    with pytest.raises(ConfigError, match="spread"):
+        KSameConfig(spread="wide")
