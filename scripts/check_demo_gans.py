@@ -46,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", nargs="+", default=["cxr", "fundus"], choices=["cxr", "fundus"])
     parser.add_argument("--steps", type=int, default=150, help="inversion steps")
+    parser.add_argument("--space", choices=["w", "w+"], default="w", help="inversion space")
     parser.add_argument("--images", type=int, default=64, help="test images to invert")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--no-record", action="store_true")
@@ -80,7 +81,9 @@ def main() -> None:
         p_real = predict(x_test)
         acc_real = (p_real.argmax(1) == y_test).float().mean().item()
         pick = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(0))[: args.images]
-        result = invert(G, x_test[pick], InvertConfig(steps=args.steps, perceptual="ms-gradient"))
+        labels = y_test[pick] if int(getattr(G, "c_dim", 0)) > 0 else None  # conditional: start at the label's mean
+        cfg = InvertConfig(space=args.space, steps=args.steps, perceptual="ms-gradient")
+        result = invert(G, x_test[pick], cfg, labels=labels)
         with torch.no_grad():
             recon = G.synthesis(result.ws, noise_mode="const").clamp(-1, 1)
         acc_recon = (predict(recon).argmax(1) == y_test[pick]).float().mean().item()
@@ -107,7 +110,7 @@ def main() -> None:
     body = (
         "## Demo generators: does a classifier see the disease in generated images?\n\n"
         f"Small CNN trained on the real train split ({args.epochs} epochs); {args.images} test images inverted "
-        f"({args.steps} steps, W space, ms-gradient). Chance for cxr 0.5, for fundus 0.2. Sample grids: "
+        f"({args.steps} steps, {args.space.upper()} space, ms-gradient). Chance for cxr 0.5, for fundus 0.2. Sample grids: "
         "`docs/demo_gan_<kind>.png` (3 rows of samples, 1 row of real training images).\n\n"
         + head
         + "\n"
