@@ -110,8 +110,8 @@ def main() -> None:
     body = (
         "## Demo generators: does a classifier see the disease in generated images?\n\n"
         f"Small CNN trained on the real train split ({args.epochs} epochs); {args.images} test images inverted "
-        f"({args.steps} steps, {args.space.upper()} space, ms-gradient). Chance for cxr 0.5, for fundus 0.2. Sample grids: "
-        "`docs/demo_gan_<kind>.png` (3 rows of samples, 1 row of real training images).\n\n"
+        f"({args.steps} steps, {args.space.upper()} space, ms-gradient). Chance for cxr 0.5, for fundus 0.2. "
+        "Sample grids: `docs/demo_gan_<kind>.png` (3 rows of samples, 1 row of real training images).\n\n"
         + head
         + "\n"
         + "\n".join(rows)
