@@ -7,8 +7,9 @@
 
 Stages: dataset (the phantom default, or any supported layout) -> generator (``demo:<kind>`` or ``--gan``) -> guides
 -> inversion of the training split -> one synthetic set per row with ``latentwalk generate`` -> ``latentwalk evaluate``
-on each. The method rows run with the privacy gate off (``gate_threshold = 0``): the table compares the walks
-themselves, as the paper does; the gate is the product's own safeguard and is measured by the demo.
+on each. The method rows run with the privacy gate and the label gate off (``gate_threshold = 0``,
+``label_gate = False``): the table compares the walks themselves, as the paper does; the gates are the product's own
+safeguards and are measured by the demo.
 
 Writes ``benchmarks/results/<benchmark>/`` (every stage's output, ``metrics.json`` with all rows, ``table.md``) and,
 unless ``--quick`` or ``--no-record``, the section ``paper-<benchmark>`` of benchmarks/RESULTS.md with the command,
@@ -160,7 +161,7 @@ def main() -> None:
         gcfg = GenerateConfig(
             gan=spec, guides=str(guides), data=str(data_dir), layout=args.layout, latents=str(latents), method=method,
             per_label=sizes["per_label"] if method != "ksame" else 100_000, optim_steps=sizes["optim_steps"],
-            k=k or 5, gate_threshold=0.0, seed=args.seed, device=args.device,
+            k=k or 5, gate_threshold=0.0, label_gate=False, seed=args.seed, device=args.device,
             endpoint_filter=not args.quick,  # toy guides may never predict a label: the quick run draws freely
         )  # fmt: skip
         gen = generate(gcfg, row_dir / "synthetic", overwrite=True)
@@ -168,7 +169,7 @@ def main() -> None:
                           utility_epochs=sizes["eval_epochs"],
                           utility_seeds=sizes["seeds"], reid_epochs=sizes["eval_epochs"], utility_real=n == 0,
                           seed=args.seed, device=args.device)  # fmt: skip
-        metrics = evaluate(data_dir, row_dir / "synthetic", row_dir / "evaluation", ecfg).metrics
+        metrics = evaluate(data_dir, row_dir / "synthetic", row_dir / "evaluation", ecfg, overwrite=True).metrics
         results[name] = {"metrics": metrics, "written": gen.written, "seconds": round(time.perf_counter() - t0, 1)}
         if n == 0:
             table.append(_row("Real", metrics, "real", metrics["counts"]["train"]))
