@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--kimg", type=float, default=80.0)
     parser.add_argument("--conditional", action="store_true", help="class-conditional G and D (c_dim = labels)")
     parser.add_argument("--channel-base", type=int, default=None, help="TrainConfig.channel_base (default: its own)")
+    parser.add_argument("--channel-max", type=int, default=None, help="TrainConfig.channel_max (default: its own)")
+    parser.add_argument("--batch", type=int, default=None, help="TrainConfig.batch (default: its own)")
     parser.add_argument("--init-from", default=None, help="generator spec to start G from (e.g. demo:cxr)")
     parser.add_argument("--lr", type=float, default=None, help="TrainConfig.lr (default: its own)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
@@ -64,8 +66,9 @@ def main() -> None:
     index = open_dataset(data_dir).subset("train")
     images, labels = load_tensors(index, phantoms.resolution)
     extra = {"channel_base": args.channel_base} if args.channel_base else {}
-    if args.lr:
-        extra["lr"] = args.lr
+    for name in ("lr", "channel_max", "batch"):
+        if getattr(args, name):
+            extra[name] = getattr(args, name)
     import gan_zoo
 
     init = gan_zoo.load(args.init_from) if args.init_from else None
