@@ -11,10 +11,12 @@ images per label, and for each the same TSTR recipe (``latentwalk.evaluate.utili
 several seeds, tested on the real test split of unseen patients). No row is tuned on its own.
 
 Rows: (a) the real training images; (b) G's reconstructions of them (inverted latents, real labels); (c) random
-samples of G labelled by the class guide's argmax; (d) straight lines between inverted latents of two training
-patients of one label (interior points); (e) PLAN paths between the same endpoints; (f) the k-same centroids (k = 5,
-each rendered once); (g) straight lines and (h) PLAN paths between two k-same centroids of one label; (f') and
-(g') the same with the centroids' spread restored (``KSameConfig(spread="restore")``).
+samples of G labelled by the class guide's argmax (by their conditioning, for a conditional G); (c1) straight lines
+and (c2) PLAN paths between two such samples of one label (what ``generate --method linear|plan`` walks); (d)
+straight lines between inverted latents of two training patients of one label (interior points); (e) PLAN paths
+between the same endpoints; (f) the k-same centroids (k = 5, each rendered once); (g) straight lines and (h) PLAN
+paths between two k-same centroids of one label; (f') and (g') the same with the centroids' spread restored
+(``KSameConfig(spread="restore")``).
 
 Per row also: how often the class guide agrees with the assigned label, diversity (mean pairwise pixel distance of
 the set relative to the real training images'), PRDC recall and coverage and FID on the class guide's embedding
@@ -31,6 +33,8 @@ import warnings
 from pathlib import Path
 
 import torch
+
+from latentwalk.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -181,6 +185,26 @@ class Ladder:
                 counts[c] += len(rows)
         return torch.cat(xs), torch.cat(ys)
 
+    def sampled_endpoints(self, per_label: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``per_label`` pairs of random W points of each label, drawn as ``generate`` draws them: with the label as
+        conditioning (conditional G), else kept when the class guide gives that label."""
+        from latentwalk.paths import sample_w
+
+        gen = torch.Generator().manual_seed(seed)
+        conditional = int(getattr(self.G, "c_dim", 0)) > 0
+        a, b, labels = [], [], []
+        for c in range(self.n_labels):
+            net = None if conditional else self.guides.classifier
+            try:
+                w = sample_w(self.G, 2 * per_label, generator=gen, label=c, class_net=net, batch=64,
+                             max_draws=1000 * 2 * per_label)  # fmt: skip
+            except ConfigError:  # a toy guide (--quick) that never gives this label: draw freely
+                w = sample_w(self.G, 2 * per_label, generator=gen, label=c if conditional else None, batch=64)
+            a.append(w[0::2])
+            b.append(w[1::2])
+            labels.append(torch.full((per_label,), c))
+        return torch.cat(a), torch.cat(b), torch.cat(labels)
+
     def paths(self, w_a: torch.Tensor, w_b: torch.Tensor, labels: torch.Tensor, plan: bool) -> torch.Tensor:
         from latentwalk.paths import PlanConfig, linear_paths, plan_paths
 
@@ -227,6 +251,13 @@ def run(ladder: Ladder, per_label: int, seed: int = 0) -> list[dict]:
     rows.append(L.score(f"(c) random samples of G, {how}", sx, sy, time.perf_counter() - t))
 
     n_interior = L.sizes["n_steps"] - 2
+    e_a, e_b, e_lab = L.sampled_endpoints(-(-per_label // n_interior), seed)
+    for name, plan in (("(c1) lines between random samples of one label", False),
+                       ("(c2) PLAN between the same samples (generate --method plan)", True)):  # fmt: skip
+        t = time.perf_counter()
+        x, y = L.paths(e_a, e_b, e_lab, plan)
+        rows.append(L.score(name, *_take(x, y, per_label, L.n_labels), time.perf_counter() - t))
+
     by_label = {c: (L.ws_labels == c).nonzero().flatten().tolist() for c in range(L.n_labels)}
     pairs = _pairs(by_label, per_label, n_interior, seed)
     w_a = L.ws[[a for a, _, _ in pairs]]
