@@ -20,6 +20,7 @@ __all__ = [
     "reject_placeholder",
     "read_model_bytes",
     "read_versioned_json",
+    "read_json_dict",
     "sha256_file",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -105,6 +106,15 @@ def read_model_bytes(path: str | os.PathLike, what: str, missing_hint: str) -> b
     blob = path.read_bytes()
     reject_placeholder(path, blob[: len(LFS_POINTER_PREFIX)], what)
     return blob
+
+
+def read_json_dict(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or ``None`` when the file is absent, unreadable, not JSON or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError: invalid JSON or undecodable text
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def read_versioned_json(path: str | os.PathLike, fmt: str, max_version: int, *, what: str, fix: str) -> dict:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import json
 import os
 import shutil
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from latentwalk.errors import ConfigError
-from latentwalk.io import atomic_write_bytes, sha256_file, write_json
+from latentwalk.io import atomic_write_bytes, read_json_dict, sha256_file, write_json
 
 __all__ = [
     "MARKER",
@@ -98,16 +97,8 @@ def check_writable(out: str | os.PathLike) -> None:
         raise ConfigError(f"cannot write under {base} ({e.strerror or e}); choose a writable output path") from None
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _read_marker(folder: Path) -> dict[str, Any] | None:
-    marker = _read_json(folder / MARKER)
+    marker = read_json_dict(folder / MARKER)
     if marker is None or marker.get("format") != _MARKER_FORMAT:
         return None
     return marker
@@ -289,7 +280,7 @@ def staged_dir(
 
 
 def _ledger(folder: Path) -> dict[str, str]:
-    data = _read_json(folder / LEDGER)
+    data = read_json_dict(folder / LEDGER)
     if data is None or data.get("format") != _LEDGER_FORMAT or not isinstance(data.get("files"), dict):
         return {}
     return {str(k): str(v) for k, v in data["files"].items()}

@@ -44,7 +44,7 @@ from latentwalk.config import StageConfig
 from latentwalk.distances import mean_pairwise_distance
 from latentwalk.errors import ConfigError, DataError, DistributedError, LatentwalkError
 from latentwalk.gate import GATE_SPACES, Gate, LabelGate, build_gate, build_label_gate
-from latentwalk.io import atomic_write_bytes, atomic_write_text, sha256_file, write_csv, write_json
+from latentwalk.io import atomic_write_bytes, atomic_write_text, read_json_dict, sha256_file, write_csv, write_json
 from latentwalk.outputs import claim_dir, mark_dir, replace_dir
 
 __all__ = [
@@ -775,14 +775,6 @@ def _setup(cfg: GenerateConfig, world: _World, progress: bool, lpips_net: Any = 
 # Output folder states: new, unfinished (resume), finished.
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _diff_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Keys whose values differ once both sides went through JSON (tuples and lists compare equal)."""
     old, new = json.loads(json.dumps(old)), json.loads(json.dumps(new))
@@ -814,7 +806,7 @@ def _open_out(out: Path, cfg: GenerateConfig, fingerprint: str, chunk: int, over
     claim = check_out_dir(out, cfg, overwrite)
     if claim == "replace":
         replace_dir(out)
-    run = _read_json(out / "run.json")
+    run = read_json_dict(out / "run.json")
     work = out / WORK_DIR / "config.json"
     if out.is_dir() and (out / WORK_DIR).is_dir() and not work.is_file():
         shutil.rmtree(out / WORK_DIR)  # killed before its first record: nothing finished in it
@@ -829,7 +821,7 @@ def _open_out(out: Path, cfg: GenerateConfig, fingerprint: str, chunk: int, over
             f"{out} holds a finished run made with {what}; choose a new folder or pass --overwrite to replace it"
         )
     if work.is_file():
-        old = _read_json(work) or {}
+        old = read_json_dict(work) or {}
         if old.get("fingerprint") != fingerprint:
             diff = _diff_keys(old.get("config", {}), public_config(cfg))
             what = (
@@ -924,12 +916,12 @@ def generate(
             dist.broadcast_object_list(box, src=0)
             state = box[0]
         if state == "done":
-            run = _read_json(out / "run.json") or {}
+            run = read_json_dict(out / "run.json") or {}
             if lead:
                 say(f"{out} already holds this finished run; nothing to do")
             return GenerateResult(out, run["counts"]["written"], run["counts"]["rejected"], run, already_done=True)
         work = out / WORK_DIR
-        saved = _read_json(work / "config.json") or {}
+        saved = read_json_dict(work / "config.json") or {}
         ctx.chunk = int(saved.get("chunk", ctx.chunk))  # a resumed run keeps the first run's pass size
         if lead:
             say(f"{'resuming' if state == 'resume' else 'starting'} {cfg.method} run in {out}")
@@ -968,7 +960,7 @@ def generate(
                 shutil.rmtree(work, ignore_errors=True)
                 mark_dir(out, _GENERATE)  # the exact files of the finished run
                 say(_summary_line(run, out))
-        run = _read_json(out / "run.json") or {}
+        run = read_json_dict(out / "run.json") or {}
         return GenerateResult(out, run["counts"]["written"], run["counts"]["rejected"], run, resumed=state == "resume")
 
 
