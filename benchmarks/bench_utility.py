@@ -304,7 +304,7 @@ def main() -> None:
     parser.add_argument("--tag", default=None, help="record as section utility-ladder-<benchmark>-<tag> (a variant)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--invert-steps", type=int, default=None, help="inversion steps per image (default 50)")
-    parser.add_argument("--space", choices=["w", "w+"], default="w", help="inversion space (default w)")
+    parser.add_argument("--space", choices=["w", "w+", "z"], default="w", help="inversion space (default w)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = dict(QUICK if args.quick else FULL)

@@ -1,4 +1,4 @@
-"""Projection of real images into a StyleGAN2 generator's W or W+ space, many images at once.
+"""Projection of real images into a StyleGAN2 generator's W, W+ or Z space, many images at once.
 
 Karras et al., "Analyzing and Improving the Image Quality of StyleGAN" (CVPR 2020), Sec. 5 (projection). The
 schedule follows NVIDIA's ``projector.py`` (github.com/NVlabs/stylegan2-ada-pytorch, commit
@@ -20,6 +20,11 @@ Differences from NVIDIA's projector, all deliberate:
   NVIDIA uses LPIPS-style VGG16 features alone and also optimises the noise buffers; we keep ``noise_mode='const'``
   and add the pixel and prior terms (useful on small gray medical images).
 - W+ (one ``w`` per layer, Abdal et al., Image2StyleGAN, ICCV 2019) as an option.
+- Z as an option (the original StyleGAN projection space): ``z`` is optimised and ``w = mapping(z, c)`` kept, with
+  ``c`` the image's own label for a conditional G. Less faithful than W, but every latent is one G could sample for
+  that label. With the small demo generators a W projection reproduces a blurred image and loses the disease (a
+  classifier trained on the reconstructions: 64-74% on real test patients); Z keeps it (88-90%; the
+  ``utility-ladder-tb-z`` section of benchmarks/RESULTS.md).
 - Offline: ``perceptual="auto"`` uses LPIPS VGG16 when its backbone weights resolve locally
   (:func:`latentwalk.weights.lpips_model`) and otherwise the weights-free ``ms-gradient`` distance
   (:func:`ms_gradient_distance`), warning *and* recording the fact in ``perceptual_used``.
@@ -63,7 +68,7 @@ __all__ = [
     "w_statistics",
 ]
 
-SPACES = ("w", "w+")
+SPACES = ("w", "w+", "z")
 PERCEPTUAL = ("auto", "lpips-vgg", "lpips-alex", "ms-gradient", "none")
 LATENTS_FORMAT = "latentwalk.gan_zoo.invert.latents"
 LATENTS_FORMAT_VERSION = 1
@@ -76,7 +81,7 @@ class InvertConfig(StageConfig):
 
     STAGE: ClassVar[str] = "inversion"
 
-    space: str = "w"  # "w": one w per image broadcast to all num_ws layers; "w+": one w per layer
+    space: str = "w"  # "w": one w per image broadcast to all num_ws layers; "w+": one w per layer; "z": see below
     steps: int = 300  # optimisation steps per image (NVIDIA's projector: 1000)
     lr: float = 0.1  # peak Adam learning rate (betas 0.9, 0.999)
     lr_rampup: float = 0.05  # fraction of the steps with a linear lr warm-up from 0; 0 = none
@@ -460,6 +465,8 @@ def _invert_batch(
     """
     from tqdm.auto import tqdm
 
+    if cfg.space == "z":
+        return _invert_batch_z(s, cfg, targets, keys, progress, fused_modconv, labels)
     G = s.G
     n, num_ws, w_dim = targets.shape[0], G.num_ws, G.w_dim
     k = 1 if cfg.space == "w" else num_ws
@@ -507,6 +514,63 @@ def _invert_batch(
     return ws, mse, perceptual
 
 
+def _invert_batch_z(
+    s: _Session,
+    cfg: InvertConfig,
+    targets: Tensor,
+    keys: Sequence[Any],
+    progress: bool,
+    fused_modconv: bool,
+    labels: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Project one batch in Z: optimise ``z`` and keep ``w = G.mapping(z, c)`` (``c`` the image's label, one-hot).
+
+    The latent stays on the mapping network's output, so its image is one G could sample (for that label, with a
+    conditional G): the projection is less faithful than in W, but it keeps what G draws for the label, where a W
+    projection of an image G cannot reproduce drifts off the distribution and loses it (benchmarks/RESULTS.md,
+    ``utility-ladder-tb``). Each image starts at a standard-normal ``z`` seeded by its key; ``prior_weight`` and
+    the latent noise do not apply (the mapping normalises ``z`` and is the prior).
+    """
+    from tqdm.auto import tqdm
+
+    G = s.G
+    device = targets.device
+    targets = targets.to(torch.float32)
+    c = None
+    if _c_dim(G):
+        c = F.one_hot(labels.to(device), _c_dim(G)).to(torch.float32)  # [B, c_dim]; labels checked by invert()
+    z0 = torch.stack([torch.randn(G.z_dim, generator=torch.Generator().manual_seed(item_seed(cfg.seed, key)))
+                      for key in keys])  # fmt: skip
+    z = z0.to(device).requires_grad_(True)  # [B, z_dim]
+    opt = torch.optim.Adam([z], lr=cfg.lr, betas=(0.9, 0.999))
+    perc_targets = s.perceptual.targets(targets) if s.perceptual is not None else None
+
+    def losses(synth: Tensor) -> Tensor:  # [B]
+        loss = cfg.pixel_weight * (synth - targets).square().mean((1, 2, 3))
+        if s.perceptual is not None:
+            loss = loss + cfg.perceptual_weight * s.perceptual.distance(synth, perc_targets)
+        return loss
+
+    with torch.enable_grad():
+        for step in tqdm(range(cfg.steps), desc="steps", leave=False, disable=None if progress else True):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            synth = _render(G, G.mapping(z, c), fused_modconv)  # [B, C, R, R]
+            (grad,) = torch.autograd.grad(losses(synth).sum(), [z])  # sum: images stay independent
+            z.grad = grad
+            opt.step()
+
+    with torch.no_grad():
+        ws = G.mapping(z.detach(), c).contiguous()  # [B, num_ws, w_dim]
+        synth = _render(G, ws, fused_modconv).clamp(-1, 1)
+        mse = (synth - targets).square().mean((1, 2, 3))
+        if s.perceptual is not None:
+            perceptual = s.perceptual.distance(synth, perc_targets).detach()
+        else:
+            perceptual = torch.full_like(mse, float("nan"))
+    return ws, mse, perceptual
+
+
 def invert(
     G: nn.Module,
     images: Tensor,
@@ -517,7 +581,7 @@ def invert(
     lpips_net: nn.Module | None = None,
     progress: bool = False,
 ) -> InversionResult:
-    """Project images into ``G``'s W (or W+) space, ``cfg.batch`` images at a time.
+    """Project images into ``G``'s W (or W+, or Z) space, ``cfg.batch`` images at a time.
 
     Args:
         G: generator with NVIDIA's contract (``mapping``, ``synthesis``, ``num_ws``, ...), on the images' device;
@@ -558,6 +622,8 @@ def invert(
         raise ConfigError(f"labels must be an integer tensor [{n}], one per image")
     if labels is not None and _c_dim(G) and not bool(((labels >= 0) & (labels < _c_dim(G))).all()):
         raise ConfigError(f"labels must lie in [0, {_c_dim(G)}) for this conditional generator")
+    if cfg.space == "z" and _c_dim(G) and labels is None:
+        raise ConfigError("inversion in Z of a conditional generator needs each image's label (labels=...)")
     s = _session(G, cfg, lpips_net)
     parts = []
     for start in tqdm(range(0, n, cfg.batch), desc="inverting", unit="batch", disable=None if progress else True):

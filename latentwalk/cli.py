@@ -529,7 +529,13 @@ def gan_sample(spec, out, count, seed, truncation, label, device, overwrite):
     show_default=True,
     help="Which split to invert.",
 )
-@click.option("--space", type=click.Choice(["w", "w+"]), default="w", show_default=True, help="Latent space.")
+@click.option(
+    "--space",
+    type=click.Choice(["w", "w+", "z"]),
+    default="w",
+    show_default=True,
+    help="Latent space; z keeps each latent on the mapping network's output (with the label, for a conditional G).",
+)
 @click.option("--steps", default=300, show_default=True, help="Optimisation steps per image.")
 @click.option("--batch", default=32, show_default=True, help="Images optimised together (speed only).")
 @click.option(

@@ -81,7 +81,7 @@ def test_config_defaults_and_round_trip():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"space": "z"}, 'unknown latent space "z"'),
+        ({"space": "s"}, 'unknown latent space "s"'),
         ({"perceptual": "vgg"}, 'unknown perceptual loss "vgg"'),
         ({"steps": 0}, "steps must be >= 1"),
         ({"steps": 2.5}, "steps must be an integer"),
@@ -145,7 +145,7 @@ def test_inverting_images_generated_from_known_w_cuts_the_error_substantially(G)
     assert torch.allclose((again - targets).square().mean((1, 2, 3)), res.mse, atol=1e-6)
 
 
-@pytest.mark.parametrize("space", ["w", "w+"])
+@pytest.mark.parametrize("space", ["w", "w+", "z"])
 def test_batched_inversion_equals_one_image_at_a_time(G, space):
     x = random_images(5)
     cfg = InvertConfig(space=space, batch=5, **FAST)
@@ -394,3 +394,35 @@ def test_conditional_inversion_starts_each_image_at_its_labels_mean_w():
                                atol=1e-5, rtol=0)  # fmt: skip
     with pytest.raises(ConfigError, match="labels must lie"):
         invert(G, images, cfg, labels=torch.tensor([0, 1, 2, 0]))
+
+
+def test_z_inversion_keeps_each_latent_on_the_mapping_output_of_its_label():
+    from gan_zoo.invert import item_seed
+
+    G = tiny_generator(c_dim=2)
+    gen = torch.Generator().manual_seed(3)
+    z_true = torch.randn(3, G.z_dim, generator=gen)
+    labels = torch.tensor([0, 1, 1])
+    c = torch.nn.functional.one_hot(labels, 2).float()
+    with torch.no_grad():
+        targets = G.synthesis(G.mapping(z_true, c), noise_mode="const").clamp(-1, 1)
+    cfg = InvertConfig(space="z", steps=60, lr=0.05, perceptual="ms-gradient", batch=3)
+    res = invert(G, targets, cfg, labels=labels)
+    # the start: each image's seeded z under its own label
+    z0 = torch.stack([torch.randn(G.z_dim, generator=torch.Generator().manual_seed(item_seed(cfg.seed, i)))
+                      for i in range(3)])  # fmt: skip
+    with torch.no_grad():
+        start = G.synthesis(G.mapping(z0, c), noise_mode="const").clamp(-1, 1)
+    start_mse = (start - targets).square().mean((1, 2, 3))
+    assert (res.mse < 0.5 * start_mse).all(), (res.mse, start_mse)
+    assert torch.equal(res.ws, res.ws[:, :1].expand_as(res.ws))  # a mapping output: one w broadcast to all layers
+    # one negligible step returns the mapping of the start z under each image's own label
+    still = invert(G, targets, InvertConfig(space="z", steps=1, lr=1e-9, perceptual="none", batch=3), labels=labels)
+    with torch.no_grad():
+        torch.testing.assert_close(still.ws, G.mapping(z0, c), atol=1e-5, rtol=0)
+        assert not torch.allclose(still.ws, G.mapping(z0, 1 - c), atol=1e-3)
+    with pytest.raises(ConfigError, match="needs each image's label"):
+        invert(G, targets, cfg)
+    unconditional = tiny_generator()
+    out = invert(unconditional, targets, InvertConfig(space="z", steps=2, perceptual="none", batch=3))
+    assert out.ws.shape == (3, unconditional.num_ws, unconditional.w_dim)
