@@ -42,6 +42,7 @@ class DemoConfig:
     patients: int | None = None  # phantom patients (4 images each; 70% train); None: DEFAULT_PATIENTS[kind]
     guide_epochs: int = 30  # per guide model
     invert_steps: int = 50  # per training image
+    invert_space: str = "z"  # z: each latent stays one G can sample for the image's label (gan_zoo.invert)
     k: int = 5
     per_label: int = 32  # synthetic images per label
     n_steps: int = 10  # points per path (8 written)
@@ -139,8 +140,8 @@ def run_demo(
     with _stage(say, times, "invert", f"[4/8] inverting {len(train)} training images ({cfg.invert_steps} steps)"):
         with warnings.catch_warnings():  # no LPIPS weights offline: the fallback is recorded in the latents' JSON
             warnings.simplefilter("ignore", UserWarning)
-            invert_dataset(G, train, latents, InvertConfig(steps=cfg.invert_steps, batch=64, seed=cfg.seed),
-                           progress=progress)  # fmt: skip
+            invert_dataset(G, train, latents, InvertConfig(space=cfg.invert_space, steps=cfg.invert_steps, batch=64,
+                                                           seed=cfg.seed), progress=progress)  # fmt: skip
     gen_cfg = GenerateConfig(
         gan=f"demo:{cfg.kind}",
         guides=str(guides_dir),
@@ -274,7 +275,8 @@ def _report(cfg: DemoConfig, f: dict[str, Any], out: Path, synth: Path) -> str:
             f"2. Identity and class guides trained on the training patients (`guides/`): identity accuracy "
             f"{f['guides']['identity'].get('val_accuracy', 0):.3f} on held-out images, class accuracy "
             f"{f['guides']['class'].get('val_accuracy', 0):.3f} on validation patients.",
-            f"3. Every training image inverted into W (`latents-train.safetensors`), grouped by k-same (k = {cfg.k}).",
+            f"3. Every training image inverted into {cfg.invert_space.upper()} (`latents-train.safetensors`), grouped "
+            f"by k-same (k = {cfg.k}).",
             "4. PLAN walks between same-label k-same centroids, every image through the privacy gate "
             "(`synthetic/`: images, manifest.csv, run.json, DATASET_CARD.md).",
             "5. The same centroid pairs walked in straight lines, without the gate (`baseline-linear/`).",

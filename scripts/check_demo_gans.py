@@ -6,9 +6,11 @@
 For each kind, on the default phantom dataset (the demo generators saw its train split only):
 1. a grid of 32 samples (seed 0, psi 1) is written to docs/demo_gan_<kind>.png, real images beside them;
 2. a small CNN (scripts/phantom_learnability.py) is trained on the real train split and scored on real test images;
-3. test images are inverted into the generator (W space, ms-gradient loss) and the same CNN labels the
+3. test images are inverted into the generator (``--space``, ms-gradient loss) and the same CNN labels the
    reconstructions: these are generated images with a known label, so accuracy against it measures whether the
-   generator keeps the disease;
+   generator keeps the disease. A conditional generator is given each image's label (its start in W, its
+   conditioning in Z): the figure then says whether G draws that label recognisably near the image, as ``generate``
+   uses it, not whether G would recover an unknown label;
 4. the CNN labels 512 random samples: predicted-label shares and mean confidence, next to the real test set's;
    for a class-conditional generator also the accuracy against the label each sample was drawn with.
 """
@@ -117,7 +119,7 @@ def main() -> None:
         + "\n".join(rows)
     )
     if not (args.no_record or args.gan):
-        write_section("demo-gans", body, cmd="python scripts/check_demo_gans.py")
+        write_section("demo-gans", body)
 
 
 if __name__ == "__main__":
