@@ -104,6 +104,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="toy sizes: the CI smoke test")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--space",
+        choices=["w", "w+", "z"],
+        default="z",
+        help="inversion space of the training latents (k-same rows); default z, as the demo",
+    )
     parser.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # small-sample FID and mixed-label notes land in each report
@@ -148,8 +154,8 @@ def main() -> None:
     stage("guides", t0)
     t0 = time.perf_counter()
     latents = out / "latents-train.safetensors"
-    invert_dataset(G, index.subset("train"), latents, InvertConfig(steps=sizes["invert_steps"], batch=64),
-                   overwrite=True)  # fmt: skip
+    icfg = InvertConfig(space=args.space, steps=sizes["invert_steps"], batch=64)
+    invert_dataset(G, index.subset("train"), latents, icfg, overwrite=True)
     stage("inversion", t0)
 
     results: dict[str, Any] = {}
@@ -188,7 +194,8 @@ def main() -> None:
         f"({ev0['counts']['holdout']} images of unseen patients), mean ± std over seeds {list(sizes['seeds'])}. "
         "MIA on classifier: loss attack on that classifier (members = real training images, non-members = "
         "held-out images; 50 % / 0.5 = ideal). MIA via synthetic set, mmL, collisions and DCR: identity-embedding "
-        f"space (cosine). FID / KID on: {fid_name}. Method rows without the privacy gate; per label "
+        f"space (cosine). FID / KID on: {fid_name}. Training latents: {sizes['invert_steps']} inversion steps in "
+        f"{args.space.upper()}. Method rows without the privacy gate or the label gate; per label "
         f"{sizes['per_label']} images (k-same: one per group).\n\n" + "\n".join(lines)
     )
     (out / "table.md").write_text(body + "\n")
