@@ -84,8 +84,8 @@ def main() -> None:
         acc_real = (p_real.argmax(1) == y_test).float().mean().item()
         pick = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(0))[: args.images]
         labels = y_test[pick] if int(getattr(G, "c_dim", 0)) > 0 else None  # conditional: start at the label's mean
-        cfg = InvertConfig(space=args.space, steps=args.steps, perceptual="ms-gradient")
-        result = invert(G, x_test[pick], cfg, labels=labels)
+        icfg = InvertConfig(space=args.space, steps=args.steps, perceptual="ms-gradient")
+        result = invert(G, x_test[pick], icfg, labels=labels)
         with torch.no_grad():
             recon = G.synthesis(result.ws, noise_mode="const").clamp(-1, 1)
         acc_recon = (predict(recon).argmax(1) == y_test[pick]).float().mean().item()
