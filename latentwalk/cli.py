@@ -964,6 +964,8 @@ def weights_fetch(ctx, names, dest):
 @click.option("--patients", type=int, default=None, help="Phantom patients.  [default: 100 (cxr), 150 (fundus)]")
 @click.option("--guide-epochs", default=_demo_default("guide_epochs"), show_default=True, help="Epochs per guide.")
 @click.option("--invert-steps", default=_demo_default("invert_steps"), show_default=True, help="Steps per image.")
+@click.option("--invert-space", type=click.Choice(["w", "w+", "z"]), default=_demo_default("invert_space"),
+              show_default=True, help="Inversion space of the training images.")  # fmt: skip
 @click.option("--k", default=_demo_default("k"), show_default=True, help="k-same: minimum patients per group.")
 @click.option("--per-label", default=_demo_default("per_label"), show_default=True, help="Synthetic images per label.")
 @click.option("--optim-steps", default=_demo_default("optim_steps"), show_default=True, help="PLAN steps per path.")
@@ -980,6 +982,7 @@ def demo(
     patients,
     guide_epochs,
     invert_steps,
+    invert_space,
     k,
     per_label,
     optim_steps,
@@ -995,9 +998,9 @@ def demo(
     """
     from latentwalk.demo import DemoConfig, run_demo
 
-    cfg = DemoConfig(kind=kind, patients=patients, guide_epochs=guide_epochs, invert_steps=invert_steps, k=k,
-                     per_label=per_label, optim_steps=optim_steps, eval_epochs=eval_epochs, seed=seed,
-                     device=device)  # fmt: skip
+    cfg = DemoConfig(kind=kind, patients=patients, guide_epochs=guide_epochs, invert_steps=invert_steps,
+                     invert_space=invert_space, k=k, per_label=per_label, optim_steps=optim_steps,
+                     eval_epochs=eval_epochs, seed=seed, device=device)  # fmt: skip
     run_demo(out, cfg, overwrite=overwrite, progress=_progress(ctx), echo=click.echo)
 
 
