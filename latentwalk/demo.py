@@ -42,7 +42,9 @@ class DemoConfig:
     patients: int | None = None  # phantom patients (4 images each; 70% train); None: DEFAULT_PATIENTS[kind]
     guide_epochs: int = 30  # per guide model
     invert_steps: int = 50  # per training image
-    invert_space: str = "z"  # z: each latent stays one G can sample for the image's label (gan_zoo.invert)
+    # w: with the conditional demo:cxr, z keeps the disease in the latents (utility ladder) but puts every normal
+    # k-same centroid path nearer a training patient than the gate allows (0 normal images written); w keeps some
+    invert_space: str = "w"
     k: int = 5
     per_label: int = 32  # synthetic images per label
     n_steps: int = 10  # points per path (8 written)
