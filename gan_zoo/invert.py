@@ -503,14 +503,19 @@ def _invert_batch(
             w_opt.grad = grad
             opt.step()
 
-    with torch.no_grad():
-        ws = w_opt.detach().expand(-1, num_ws, -1).contiguous()  # [B, num_ws, w_dim]
-        synth = _render(G, ws, fused_modconv).clamp(-1, 1)  # [B, C, R, R]
-        mse = (synth - targets).square().mean((1, 2, 3))
-        if s.perceptual is not None:
-            perceptual = s.perceptual.distance(synth, perc_targets).detach()
-        else:
-            perceptual = torch.full_like(mse, float("nan"))
+    ws = w_opt.detach().expand(-1, num_ws, -1).contiguous()  # [B, num_ws, w_dim]
+    return _score(s, ws, targets, perc_targets, fused_modconv)
+
+
+@torch.no_grad()
+def _score(s: _Session, ws: Tensor, targets: Tensor, perc_targets: Any, fused_modconv: bool):
+    """``(ws, mse [B], perceptual [B])`` of final latents: the render clamped to [-1, 1] against the targets."""
+    synth = _render(s.G, ws, fused_modconv).clamp(-1, 1)  # [B, C, R, R]
+    mse = (synth - targets).square().mean((1, 2, 3))
+    if s.perceptual is not None:
+        perceptual = s.perceptual.distance(synth, perc_targets).detach()
+    else:
+        perceptual = torch.full_like(mse, float("nan"))
     return ws, mse, perceptual
 
 
@@ -562,13 +567,7 @@ def _invert_batch_z(
 
     with torch.no_grad():
         ws = G.mapping(z.detach(), c).contiguous()  # [B, num_ws, w_dim]
-        synth = _render(G, ws, fused_modconv).clamp(-1, 1)
-        mse = (synth - targets).square().mean((1, 2, 3))
-        if s.perceptual is not None:
-            perceptual = s.perceptual.distance(synth, perc_targets).detach()
-        else:
-            perceptual = torch.full_like(mse, float("nan"))
-    return ws, mse, perceptual
+    return _score(s, ws, targets, perc_targets, fused_modconv)
 
 
 def invert(
