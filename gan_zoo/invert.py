@@ -23,8 +23,8 @@ Differences from NVIDIA's projector, all deliberate:
 - Z as an option (the original StyleGAN projection space): ``z`` is optimised and ``w = mapping(z, c)`` kept, with
   ``c`` the image's own label for a conditional G. Less faithful than W, but every latent is one G could sample for
   that label. With the small demo generators a W projection reproduces a blurred image and loses the disease (a
-  classifier trained on the reconstructions: 64-74% on real test patients); Z keeps it (88-90%; the
-  ``utility-ladder-tb-z`` section of benchmarks/RESULTS.md).
+  classifier trained on the reconstructions of the conditional demo:cxr: 63.8% on real test patients, section
+  ``utility-ladder-tb-conditional-ft`` of benchmarks/RESULTS.md); Z keeps more of it (81.7%, ``utility-ladder-tb``).
 - Offline: ``perceptual="auto"`` uses LPIPS VGG16 when its backbone weights resolve locally
   (:func:`latentwalk.weights.lpips_model`) and otherwise the weights-free ``ms-gradient`` distance
   (:func:`ms_gradient_distance`), warning *and* recording the fact in ``perceptual_used``.

@@ -109,6 +109,10 @@ def run_demo(
 
     if cfg.kind not in KINDS:
         raise ConfigError(f'unknown demo kind "{cfg.kind}"; expected one of {", ".join(KINDS)}')
+    from gan_zoo.invert import SPACES
+
+    if cfg.invert_space not in SPACES:
+        raise ConfigError(f'unknown inversion space "{cfg.invert_space}"; expected one of {", ".join(SPACES)}')
     if cfg.patients is None:
         cfg = dataclasses.replace(cfg, patients=DEFAULT_PATIENTS[cfg.kind])
     say = echo if echo is not None else (lambda _m: None)

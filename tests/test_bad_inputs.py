@@ -286,3 +286,12 @@ def test_the_corpus_has_at_least_thirty_cases():
             marks = [m for m in getattr(fn, "pytestmark", []) if m.name == "parametrize"]
             cases += len(marks[0].args[1]) if marks else 1
     assert cases >= 30, cases
+
+
+def test_demo_refuses_an_unknown_inversion_space_before_writing(tmp_path):
+    from latentwalk.demo import DemoConfig, run_demo
+    from latentwalk.errors import ConfigError
+
+    with pytest.raises(ConfigError, match='unknown inversion space "q"; expected one of w, w\\+, z'):
+        run_demo(tmp_path / "demo", DemoConfig(invert_space="q"))
+    assert not (tmp_path / "demo").exists()
