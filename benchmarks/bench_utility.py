@@ -296,6 +296,8 @@ def run(ladder: Ladder, per_label: int, seed: int = 0) -> list[dict]:
 
 
 def main() -> None:
+    from gan_zoo.invert import SPACES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", choices=sorted(KINDS), default="tb")
     parser.add_argument("--gan", default=None, help="generator spec (default: demo:<kind>)")
@@ -304,7 +306,7 @@ def main() -> None:
     parser.add_argument("--tag", default=None, help="record as section utility-ladder-<benchmark>-<tag> (a variant)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--invert-steps", type=int, default=None, help="inversion steps per image (default 50)")
-    parser.add_argument("--space", choices=["w", "w+", "z"], default="w", help="inversion space (default w)")
+    parser.add_argument("--space", choices=SPACES, default="w", help="inversion space (default w)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = dict(QUICK if args.quick else FULL)

@@ -482,9 +482,7 @@ def _invert_batch(
     perc_targets = s.perceptual.targets(targets) if s.perceptual is not None else None
 
     def losses(synth: Tensor, w: Tensor) -> Tensor:  # [B]
-        loss = cfg.pixel_weight * (synth - targets).square().mean((1, 2, 3))
-        if s.perceptual is not None:
-            loss = loss + cfg.perceptual_weight * s.perceptual.distance(synth, perc_targets)
+        loss = _fit_loss(s, cfg, synth, targets, perc_targets)
         if cfg.prior_weight > 0:
             loss = loss + cfg.prior_weight * (w - w_mean).square().mean((1, 2))
         return loss
@@ -505,6 +503,14 @@ def _invert_batch(
 
     ws = w_opt.detach().expand(-1, num_ws, -1).contiguous()  # [B, num_ws, w_dim]
     return _score(s, ws, targets, perc_targets, fused_modconv)
+
+
+def _fit_loss(s: _Session, cfg: InvertConfig, synth: Tensor, targets: Tensor, perc_targets: Any) -> Tensor:
+    """Per-image data term ``[B]``: ``pixel_weight * MSE + perceptual_weight * perceptual`` (W and Z alike)."""
+    loss = cfg.pixel_weight * (synth - targets).square().mean((1, 2, 3))
+    if s.perceptual is not None:
+        loss = loss + cfg.perceptual_weight * s.perceptual.distance(synth, perc_targets)
+    return loss
 
 
 @torch.no_grad()
@@ -550,18 +556,13 @@ def _invert_batch_z(
     opt = torch.optim.Adam([z], lr=cfg.lr, betas=(0.9, 0.999))
     perc_targets = s.perceptual.targets(targets) if s.perceptual is not None else None
 
-    def losses(synth: Tensor) -> Tensor:  # [B]
-        loss = cfg.pixel_weight * (synth - targets).square().mean((1, 2, 3))
-        if s.perceptual is not None:
-            loss = loss + cfg.perceptual_weight * s.perceptual.distance(synth, perc_targets)
-        return loss
-
     with torch.enable_grad():
         for step in tqdm(range(cfg.steps), desc="steps", leave=False, disable=None if progress else True):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
             synth = _render(G, G.mapping(z, c), fused_modconv)  # [B, C, R, R]
-            (grad,) = torch.autograd.grad(losses(synth).sum(), [z])  # sum: images stay independent
+            loss = _fit_loss(s, cfg, synth, targets, perc_targets)  # [B]
+            (grad,) = torch.autograd.grad(loss.sum(), [z])  # sum: images stay independent
             z.grad = grad
             opt.step()
 

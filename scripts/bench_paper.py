@@ -95,6 +95,8 @@ HEADER = [
 
 
 def main() -> None:
+    from gan_zoo.invert import SPACES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", choices=sorted(KINDS), required=True)
     parser.add_argument("--data", type=Path, default=None, help="a real dataset instead of the phantom default")
@@ -106,7 +108,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--space",
-        choices=["w", "w+", "z"],
+        choices=SPACES,
         default="z",
         help="inversion space of the training latents (k-same rows); default z, as the demo",
     )

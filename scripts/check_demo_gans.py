@@ -41,14 +41,14 @@ def main() -> None:
     from record import write_section
 
     import gan_zoo
-    from gan_zoo.invert import InvertConfig, invert
+    from gan_zoo.invert import SPACES, InvertConfig, invert
     from gan_zoo.sampling import sample_images, sample_latents, save_grid
     from latentwalk.data import PhantomConfig, load_tensors, write_phantom_dataset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", nargs="+", default=["cxr", "fundus"], choices=["cxr", "fundus"])
     parser.add_argument("--steps", type=int, default=150, help="inversion steps")
-    parser.add_argument("--space", choices=["w", "w+", "z"], default="w", help="inversion space")
+    parser.add_argument("--space", choices=SPACES, default="w", help="inversion space")
     parser.add_argument("--images", type=int, default=64, help="test images to invert")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--no-record", action="store_true")
