@@ -78,10 +78,11 @@ class Ladder:
 
     def __init__(self, kind: str, spec: str | None, sizes: dict, work: Path, progress: bool, echo) -> None:
         import gan_zoo
-        from gan_zoo.invert import InvertConfig, invert_dataset, load_latents
+        from gan_zoo.invert import InvertConfig
         from latentwalk.data import load_tensors
         from latentwalk.data.phantoms import PhantomConfig, write_phantom_dataset
         from latentwalk.guides import GuideConfig, load_guides, train_guides
+        from latentwalk.invert import invert_dataset, load_latents
 
         self.sizes, self.echo, self.times = sizes, echo, {}
         t = time.perf_counter()

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from latentwalk.errors import ConfigError
+from gan_zoo.errors import ConfigError
 
 __all__ = ["AUGMENTS", "parse_policy", "diff_augment"]
 

@@ -18,11 +18,11 @@ Unconditional generators take ``c`` as ``None`` or an empty ``[N, 0]`` tensor; c
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from latentwalk.errors import ConfigError
+from gan_zoo.devices import device_of
+from gan_zoo.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -142,15 +142,6 @@ def _eval_mode(module: Any) -> Iterator[None]:
             m.training = flag
 
 
-def _device_of(G: Any) -> torch.device:
-    import torch
-
-    if hasattr(G, "parameters") and hasattr(G, "buffers"):
-        for t in itertools.chain(G.parameters(), G.buffers()):
-            return t.device
-    return torch.device("cpu")
-
-
 def _call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
@@ -210,7 +201,7 @@ def check_generator(G: Any, *, device: str | torch.device | None = None) -> None
     if list(w_avg.shape) != [w_dim]:
         raise ConfigError(f"G.mapping.w_avg has shape {_shape(w_avg)}, expected [{w_dim}] (w_dim={w_dim})")
 
-    device = _device_of(G) if device is None else torch.device(device)
+    device = device_of(G) if device is None else torch.device(device)
     n = _CHECK_BATCH
     z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(0)).to(device)
     c = torch.zeros(n, c_dim, device=device)
@@ -257,7 +248,7 @@ def prepare(G: nn.Module, device: str | torch.device | None = None) -> nn.Module
     Raises:
         ConfigError: an unknown device, or one this machine does not have.
     """
-    from latentwalk.devices import resolve_device
+    from gan_zoo.devices import resolve_device
 
     target = resolve_device("cpu" if device is None else device)
     return G.to(target).eval().requires_grad_(False)
@@ -279,5 +270,5 @@ def describe(G: Any) -> dict[str, Any]:
         info[name] = _int_attribute(G, name, 0)
     params = list(G.parameters()) if hasattr(G, "parameters") else []
     info["num_parameters"] = sum(p.numel() for p in params)
-    info["device"] = str(_device_of(G))
+    info["device"] = str(device_of(G))
     return info

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from gan_zoo.errors import ConfigError, DataError, MissingWeightsError
+from gan_zoo.io import atomic_write_bytes, load_checked_safetensors, read_model_bytes, read_versioned_json, write_json
 from gan_zoo.stylegan2 import Generator
-from latentwalk.errors import ConfigError, DataError, MissingWeightsError
-from latentwalk.io import atomic_write_bytes, read_model_bytes, read_versioned_json, write_json
 
 __all__ = [
     "FORMAT",
@@ -238,16 +238,6 @@ def load_generator(path: str | os.PathLike, device: str | torch.device | None = 
     weights, config = checkpoint_paths(path)
     meta = read_generator_config(path)
     blob = read_model_bytes(weights, "generator weights", f"its config {config.name} is present; copy both files")
-    expected = meta.get("weights_sha256")
-    if expected is not None and hashlib.sha256(blob).hexdigest() != expected:
-        raise DataError(f"{weights} does not match the checksum in {config.name}; it was changed or truncated")
-
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    try:
-        state = load(blob)
-    except SafetensorError as e:
-        raise DataError(f"{weights} is not a readable safetensors file ({e})") from e
+    state = load_checked_safetensors(blob, weights, meta.get("weights_sha256"), config.name)
     G = build_checked(Generator, meta["architecture"], state, str(weights))
     return G.to(device or "cpu").eval().requires_grad_(False)

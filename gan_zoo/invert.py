@@ -26,31 +26,26 @@ Differences from NVIDIA's projector, all deliberate:
   classifier trained on the reconstructions of the conditional demo:cxr: 63.8% on real test patients, section
   ``utility-ladder-tb-conditional-ft`` of benchmarks/RESULTS.md); Z keeps more of it (81.7%, ``utility-ladder-tb``).
 - Offline: ``perceptual="auto"`` uses LPIPS VGG16 when its backbone weights resolve locally
-  (:func:`latentwalk.weights.lpips_model`) and otherwise the weights-free ``ms-gradient`` distance
+  (:func:`gan_zoo.pretrained.lpips_model`) and otherwise the weights-free ``ms-gradient`` distance
   (:func:`ms_gradient_distance`), warning *and* recording the fact in ``perceptual_used``.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import json
 import math
-import os
-import shutil
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latentwalk.config import StageConfig
-from latentwalk.errors import ConfigError, DataError, MissingWeightsError
-from latentwalk.io import atomic_write_bytes, read_versioned_json, write_json
+from gan_zoo.config import StageConfig
+from gan_zoo.devices import device_of
+from gan_zoo.errors import ConfigError, DataError, MissingWeightsError
 
 __all__ = [
     "SPACES",
@@ -58,8 +53,11 @@ __all__ = [
     "InvertConfig",
     "InversionResult",
     "invert",
-    "invert_dataset",
-    "load_latents",
+    "Projector",
+    "check_projectable",
+    "check_images",
+    "finite_or_none",
+    "class_w_means",
     "lr_at",
     "noise_at",
     "ms_gradient_distance",
@@ -70,8 +68,6 @@ __all__ = [
 
 SPACES = ("w", "w+", "z")
 PERCEPTUAL = ("auto", "lpips-vgg", "lpips-alex", "ms-gradient", "none")
-LATENTS_FORMAT = "latentwalk.gan_zoo.invert.latents"
-LATENTS_FORMAT_VERSION = 1
 _LPIPS_MIN, _LPIPS_MAX = 64, 256  # LPIPS input side: smaller images are upsampled, larger ones area-downsampled
 
 
@@ -160,7 +156,7 @@ class InversionResult:
         return {
             "perceptual_used": self.perceptual_used,
             "mse": [float(v) for v in self.mse],
-            "perceptual": [_finite_or_none(v) for v in self.perceptual],
+            "perceptual": [finite_or_none(v) for v in self.perceptual],
         }
 
 
@@ -292,7 +288,7 @@ class _Lpips(_Perceptual):
 
 def _perceptual(cfg: InvertConfig, lpips_net: nn.Module | None, device: torch.device) -> _Perceptual | None:
     """The perceptual term of ``cfg`` (``None`` when off), resolving LPIPS weights offline."""
-    from latentwalk.weights import LPIPS_BACKBONES, lpips_model
+    from gan_zoo.pretrained import LPIPS_BACKBONES, lpips_model
 
     if cfg.perceptual == "none" or cfg.perceptual_weight == 0:
         if lpips_net is not None:
@@ -330,7 +326,8 @@ def _perceptual(cfg: InvertConfig, lpips_net: nn.Module | None, device: torch.de
     return _Lpips(model, f"lpips-{net} ({LPIPS_BACKBONES[net]})")
 
 
-def _finite_or_none(v: Any) -> float | None:
+def finite_or_none(v: Any) -> float | None:
+    """``float(v)``, or ``None`` when it is not finite (JSON has no NaN)."""
     v = float(v)
     return v if math.isfinite(v) else None
 
@@ -356,7 +353,8 @@ def _c_dim(G: Any) -> int:
     return int(getattr(G, "c_dim", 0) or 0)
 
 
-def _check_generator(G: Any) -> None:
+def check_projectable(G: Any) -> None:
+    """Raise :class:`ConfigError` unless ``G`` has NVIDIA's generator contract (what projection needs)."""
     for attr in ("mapping", "synthesis", "num_ws", "w_dim", "z_dim", "c_dim", "img_resolution", "img_channels"):
         if not hasattr(G, attr):
             raise ConfigError(
@@ -364,15 +362,10 @@ def _check_generator(G: Any) -> None:
             )
 
 
-def _device_of(G: nn.Module) -> torch.device:
-    param = next(G.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 def class_w_means(G: nn.Module, samples: int, seed: int) -> Tensor:
     """Mean ``w`` of each label of a conditional ``G``: ``[c_dim, w_dim]``, ``samples // c_dim`` draws per label."""
     gen = torch.Generator().manual_seed(seed)
-    device = _device_of(G)
+    device = device_of(G)
     per = max(1, samples // G.c_dim)
     means = []
     with torch.no_grad():
@@ -390,7 +383,7 @@ def w_statistics(G: nn.Module, samples: int, seed: int) -> tuple[Tensor, float]:
     uniformly drawn one-hot labels.
     """
     gen = torch.Generator().manual_seed(seed)
-    device = _device_of(G)
+    device = device_of(G)
     chunks = []
     with torch.no_grad():
         for start in range(0, samples, 4096):
@@ -408,14 +401,15 @@ def w_statistics(G: nn.Module, samples: int, seed: int) -> tuple[Tensor, float]:
 
 
 def _session(G: nn.Module, cfg: InvertConfig, lpips_net: nn.Module | None) -> _Session:
-    device = _device_of(G)
+    device = device_of(G)
     w_mean, w_std = w_statistics(G, cfg.w_avg_samples, cfg.seed)
     perceptual = _perceptual(cfg, lpips_net, device)
     w_class = class_w_means(G, cfg.w_avg_samples, cfg.seed) if int(getattr(G, "c_dim", 0)) > 0 else None
     return _Session(G, w_mean, w_std, perceptual, perceptual.name if perceptual else "none", w_class)
 
 
-def _check_images(G: nn.Module, images: Any) -> None:
+def check_images(G: nn.Module, images: Any) -> None:
+    """Raise unless ``images`` is a finite float tensor ``[N, C, R, R]`` in [-1, 1] matching ``G``."""
     expected = [G.img_channels, G.img_resolution, G.img_resolution]
     if not isinstance(images, Tensor) or images.ndim != 4 or list(images.shape[1:]) != expected:
         got = list(images.shape) if isinstance(images, Tensor) else type(images).__name__
@@ -607,9 +601,9 @@ def invert(
     from tqdm.auto import tqdm
 
     cfg = cfg if cfg is not None else InvertConfig()
-    _check_generator(G)
-    _check_images(G, images)
-    device = _device_of(G)
+    check_projectable(G)
+    check_images(G, images)
+    device = device_of(G)
     if images.device != device:
         raise ConfigError(f"images are on {images.device} but G is on {device}; move one of them with .to()")
     n = images.shape[0]
@@ -634,10 +628,6 @@ def invert(
     return InversionResult(ws=ws, mse=mse, perceptual=perceptual, perceptual_used=s.perceptual_used)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Dataset level: resumable batches, one safetensors file + JSON.
-
-
 def generator_sha256(G: nn.Module) -> str:
     """SHA-256 over ``G``'s state_dict (names, dtypes, shapes and bytes, in key order): names the exact weights."""
     h = hashlib.sha256()
@@ -648,280 +638,40 @@ def generator_sha256(G: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _record_id(record: Any, root: Path) -> str:
-    try:
-        return Path(record.file).relative_to(root).as_posix()
-    except ValueError as e:
-        raise DataError(f"image {record.file} is outside the dataset folder {root}; rebuild the index") from e
+class Projector:
+    """One projection run for images that arrive batch by batch (a dataset read from disk, a stream).
 
-
-def _partial_dir(out_file: Path) -> Path:
-    return out_file.with_name(out_file.name + ".partial")
-
-
-def _write_batch(path: Path, ids: list[str], ws: Tensor, mse: Tensor, perceptual: Tensor) -> None:
-    from safetensors.torch import save
-
-    tensors = {"ws": ws.cpu().contiguous(), "mse": mse.cpu().contiguous(), "perceptual": perceptual.cpu().contiguous()}
-    atomic_write_bytes(path, save(tensors, metadata={"ids": json.dumps(ids)}))
-
-
-def _read_batch(path: Path, ids: list[str]) -> dict[str, Tensor]:
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            stored = json.loads((f.metadata() or {}).get("ids", "null"))
-            tensors = {name: f.get_tensor(name) for name in ("ws", "mse", "perceptual")}
-    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as e:
-        raise DataError(f"finished batch {path} is unreadable ({e}); delete it and rerun to recompute it") from e
-    if stored != ids:
-        raise DataError(f"finished batch {path} holds other images than expected; delete {path.parent} and rerun")
-    return tensors
-
-
-def invert_dataset(
-    G: nn.Module,
-    index: Any,
-    out_file: str | os.PathLike,
-    cfg: InvertConfig | None = None,
-    *,
-    ids: Sequence[str] | None = None,
-    device: str | torch.device | None = None,
-    progress: bool = False,
-    lpips_net: nn.Module | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Project a dataset's images and write their latents, resumably.
-
-    Writes ``out_file`` (``.safetensors``: one float32 ``[num_ws, w_dim]`` tensor per image, keyed by its id = its
-    path relative to ``index.root``) and ``<stem>.json`` (config, perceptual term used, generator SHA-256, per-id
-    label, identity, mse and perceptual error). Both hold per-patient information: keep them as private as the data.
-
-    Each finished batch is written atomically to ``<out_file>.partial/batch_XXXXX.safetensors``; rerunning the same
-    call skips finished batches (the result is identical to an uninterrupted run), merges, and removes the folder.
-    Each image's latent noise is seeded by ``(cfg.seed, id)``, so results depend neither on the batch size nor on
-    which ids are selected.
-
-    Args:
-        G: generator with NVIDIA's contract; only read (copied first when ``device`` differs from its own).
-        index: :class:`latentwalk.data.records.DatasetIndex`; images are loaded at ``G.img_resolution`` with
-            ``G.img_channels`` channels and the layout's default crop (as :func:`load_tensors`), batch by batch.
-        out_file: ``*.safetensors`` path.
-        cfg: options; ``None`` = defaults.
-        ids: invert only these ids (any order; processed in index order); ``None`` = every image.
-        device: where to run; ``None`` = G's device.
-        progress: show tqdm bars.
-        lpips_net: see :func:`invert`.
-        overwrite: replace an existing ``out_file`` that latentwalk wrote (:mod:`latentwalk.outputs`).
-
-    Returns:
-        ``out_file``.
-
-    Raises:
-        ConfigError: bad ``out_file`` suffix, existing output without ``overwrite`` or not written by latentwalk, an
-            output inside the dataset, unknown or repeated ids, or a
-            partial folder made with a different configuration.
-        DataError: unreadable images or partial batches.
-        MissingWeightsError: see :func:`invert`.
+    Holds what every batch shares (the ``w`` statistics, the class means of a conditional ``G``, the perceptual term)
+    so that they are computed once; :meth:`project` of a batch equals :func:`invert` of the same images with the same
+    keys (each image's latent noise is seeded by ``(cfg.seed, key)``). Used by :func:`latentwalk.invert.invert_dataset`.
     """
-    from tqdm.auto import tqdm
 
-    from latentwalk.data.preprocess import ImageFolderDataset
+    def __init__(self, G: nn.Module, cfg: InvertConfig | None = None, *, lpips_net: nn.Module | None = None) -> None:
+        check_projectable(G)
+        self.G = G
+        self.cfg = cfg if cfg is not None else InvertConfig()
+        self._s = _session(G, self.cfg, lpips_net)
 
-    cfg = cfg if cfg is not None else InvertConfig()
-    _check_generator(G)
-    out_file = Path(out_file)
-    if out_file.suffix != ".safetensors":
-        raise ConfigError(
-            f"latents file {out_file} must end in .safetensors; e.g. {out_file.with_suffix('.safetensors')}"
-        )
-    meta_file = out_file.with_suffix(".json")
-    partial = _partial_dir(out_file)
-    from latentwalk.outputs import claim_file, record_file
+    @property
+    def perceptual_used(self) -> str:
+        """What the perceptual term is, e.g. ``"lpips-vgg (vgg16-397923af.pth)"`` or ``"none"``."""
+        return self._s.perceptual_used
 
-    for target in (out_file, meta_file):  # never onto a file latentwalk did not write, never inside the dataset
-        claim_file(target, overwrite=overwrite, inputs={"dataset": index.root})
+    @property
+    def w_std(self) -> float:
+        """RMS distance of mapping samples to their mean (scales the latent noise)."""
+        return self._s.w_std
 
-    root = Path(index.root)
-    all_ids = [_record_id(r, root) for r in index.records]
-    if ids is not None:
-        wanted = list(ids)
-        if len(set(wanted)) != len(wanted):
-            raise ConfigError("ids contains repeated entries; give each image id once")
-        unknown = sorted(set(wanted) - set(all_ids))
-        if unknown:
-            raise ConfigError(f"unknown image id(s) {unknown[:5]} (ids are paths relative to {root}); check the list")
-        keep = set(wanted)
-    else:
-        keep = set(all_ids)
-    chosen = [i for i, rid in enumerate(all_ids) if rid in keep]
-    if not chosen:
-        raise DataError(f"no images to invert in {root}; the index is empty")
-    sub = replace(index, records=tuple(index.records[i] for i in chosen))
-    sel_ids = [all_ids[i] for i in chosen]
-    dataset = ImageFolderDataset(sub, G.img_resolution, channels=G.img_channels)
+    @property
+    def uses_labels(self) -> bool:
+        """True for a conditional ``G``: each image starts at (W) or is mapped with (Z) its own label."""
+        return self._s.w_class is not None
 
-    run_device = torch.device(device) if device is not None else _device_of(G)
-    if _device_of(G) != run_device:
-        G = copy.deepcopy(G).to(run_device)
-    s = _session(G, cfg, lpips_net)
-    plan = {
-        "format": LATENTS_FORMAT + ".partial",
-        "config": cfg.to_dict(),
-        "perceptual_used": s.perceptual_used,
-        "generator_sha256": generator_sha256(G),
-        "ids_sha256": hashlib.sha256(json.dumps(sel_ids).encode()).hexdigest(),
-    }
-    if s.w_class is not None:  # a conditional G starts each image at its label's mean w: labels shape the result
-        plan["labels_sha256"] = hashlib.sha256(json.dumps([r.label for r in sub.records]).encode()).hexdigest()
-    _start_or_resume(partial, plan)
-
-    batches = [list(range(i, min(i + cfg.batch, len(sel_ids)))) for i in range(0, len(sel_ids), cfg.batch)]
-    paths = [partial / f"batch_{b:05d}.safetensors" for b in range(len(batches))]
-    done = sum(len(rows) for rows, p in zip(batches, paths, strict=True) if p.is_file())
-    bar = tqdm(total=len(sel_ids), initial=done, desc="inverting", unit="img", disable=None if progress else True)
-    with bar:
-        for rows, path in zip(batches, paths, strict=True):
-            if path.is_file():
-                continue
-            images = torch.stack([dataset[i][0] for i in rows]).to(run_device)  # [B, C, R, R]
-            _check_images(G, images)
-            batch_ids = [sel_ids[i] for i in rows]
-            labels = torch.tensor([sub.records[i].label for i in rows]) if s.w_class is not None else None
-            ws, mse, perceptual = _invert_batch(s, cfg, images, batch_ids, progress, labels=labels)
-            _write_batch(path, batch_ids, ws, mse, perceptual)
-            bar.update(len(rows))
-
-    parts = [_read_batch(p, [sel_ids[i] for i in rows]) for rows, p in zip(batches, paths, strict=True)]
-    ws = torch.cat([p["ws"] for p in parts])  # [N, num_ws, w_dim]
-    mse = torch.cat([p["mse"] for p in parts])
-    perceptual = torch.cat([p["perceptual"] for p in parts])
-    _finish(out_file, meta_file, G, index, sub, sel_ids, ws, mse, perceptual, cfg, s)
-    record_file(out_file)
-    record_file(meta_file)
-    shutil.rmtree(partial)
-    return out_file
-
-
-def _start_or_resume(partial: Path, plan: dict[str, Any]) -> None:
-    """Create the partial folder with its plan, or check that an existing one was made with the same plan."""
-    plan_file = partial / "plan.json"
-    if plan_file.is_file():
-        try:
-            old = json.loads(plan_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise DataError(f"{plan_file} is unreadable ({e}); delete {partial} to start over") from e
-        if old != plan:
-            diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
-            if "config" in diff and isinstance(old.get("config"), dict):
-                cfg_diff = sorted(
-                    k for k in set(old["config"]) | set(plan["config"]) if old["config"].get(k) != plan["config"].get(k)
-                )
-                diff = [d for d in diff if d != "config"] + [f"config.{k}" for k in cfg_diff]
-            raise ConfigError(
-                f"the unfinished run in {partial} used different settings ({', '.join(diff)}); rerun with the same "
-                f"options to resume it, or delete {partial} to start over"
-            )
-        return
-    partial.mkdir(parents=True, exist_ok=True)
-    write_json(plan_file, plan)
-
-
-def _finish(
-    out_file: Path,
-    meta_file: Path,
-    G: nn.Module,
-    index: Any,
-    sub: Any,
-    ids: list[str],
-    ws: Tensor,
-    mse: Tensor,
-    perceptual: Tensor,
-    cfg: InvertConfig,
-    s: _Session,
-) -> None:
-    """Write the merged latents, then the JSON (the commit mark), atomically."""
-    from safetensors.torch import save
-
-    blob = save(
-        {rid: ws[i].contiguous() for i, rid in enumerate(ids)},
-        # one key only: safetensors writes metadata in hash-map order, and the file must be byte-reproducible
-        metadata={"format": f"{LATENTS_FORMAT}/v{LATENTS_FORMAT_VERSION}"},
-    )
-    items = {}
-    for i, (rid, record) in enumerate(zip(ids, sub.records, strict=True)):
-        items[rid] = {
-            "label": record.label,
-            "label_name": index.label_names[record.label] if 0 <= record.label < len(index.label_names) else None,
-            "identity": record.identity,
-            "mse": float(mse[i]),
-            "perceptual": _finite_or_none(perceptual[i]),
-        }
-    finite = perceptual[torch.isfinite(perceptual)]
-    architecture = getattr(G, "init_kwargs", None)
-    meta = {
-        "format": LATENTS_FORMAT,
-        "format_version": LATENTS_FORMAT_VERSION,
-        "latents_file": out_file.name,
-        "latents_sha256": hashlib.sha256(blob).hexdigest(),
-        "config": cfg.to_dict(),
-        "perceptual_used": s.perceptual_used,
-        "generator": {
-            "sha256": generator_sha256(G),
-            "architecture": architecture if isinstance(architecture, dict) else None,
-            "num_ws": G.num_ws,
-            "w_dim": G.w_dim,
-            "img_resolution": G.img_resolution,
-            "img_channels": G.img_channels,
-        },
-        "w_statistics": {"samples": cfg.w_avg_samples, "w_std": s.w_std},
-        "dataset": {"root": str(index.root), "layout": index.layout, "label_names": list(index.label_names)},
-        "summary": {
-            "images": len(ids),
-            "mse_mean": float(mse.mean()),
-            "perceptual_mean": float(finite.mean()) if len(finite) else None,
-        },
-        "ids": ids,
-        "items": items,
-    }
-    atomic_write_bytes(out_file, blob)
-    write_json(meta_file, meta)
-
-
-def load_latents(path: str | os.PathLike) -> tuple[list[str], Tensor, dict[str, Any]]:
-    """Read latents written by :func:`invert_dataset`.
-
-    Args:
-        path: the ``.safetensors`` file, its ``.json``, or their common stem.
-
-    Returns:
-        ``(ids, ws, meta)``: ids in the written order, float32 ``ws [N, num_ws, w_dim]`` in that order, and the JSON.
-
-    Raises:
-        DataError: a file is absent, unreadable, of another format, or the two files do not match.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    p = Path(path)
-    stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
-    latents, meta_file = stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
-    for f in (latents, meta_file):
-        if not f.is_file():
-            raise DataError(f"latents file {f} not found; write it with invert_dataset (latentwalk invert)")
-    meta = read_versioned_json(
-        meta_file, LATENTS_FORMAT, LATENTS_FORMAT_VERSION, what="latents file", fix="rerun the inversion"
-    )
-    blob = latents.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != meta.get("latents_sha256"):
-        raise DataError(f"{latents} does not match the checksum in {meta_file.name}; it was changed or truncated")
-    try:
-        tensors = load(blob)
-    except SafetensorError as e:
-        raise DataError(f"{latents} is not a readable safetensors file ({e})") from e
-    ids = meta.get("ids")
-    if not isinstance(ids, list) or sorted(ids) != sorted(tensors):
-        raise DataError(f"{latents} and {meta_file.name} list different images; rerun the inversion")
-    ws = torch.stack([tensors[i] for i in ids]) if ids else torch.empty(0)
-    return ids, ws, meta
+    def project(
+        self, images: Tensor, keys: Sequence[Any], *, labels: Tensor | None = None, progress: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Project one batch: ``(ws [B, num_ws, w_dim], mse [B], perceptual [B])``; see :func:`invert`."""
+        check_images(self.G, images)
+        if self.cfg.space == "z" and self.uses_labels and labels is None:
+            raise ConfigError("inversion in Z of a conditional generator needs each image's label (labels=...)")
+        return _invert_batch(self._s, self.cfg, images, list(keys), progress, labels=labels)

@@ -34,10 +34,10 @@ import torch
 from torch import nn
 
 from gan_zoo.checkpoint import build_checked
+from gan_zoo.errors import ConfigError, DataError, LatentwalkError, MissingWeightsError, UnsafePickleError
+from gan_zoo.io import reject_placeholder
 from gan_zoo.safe_load import bounded_torch_load, check_object_graph
 from gan_zoo.stylegan2 import Discriminator, Generator
-from latentwalk.errors import ConfigError, DataError, LatentwalkError, MissingWeightsError, UnsafePickleError
-from latentwalk.io import reject_placeholder
 
 __all__ = [
     "ALLOWED_GLOBALS",

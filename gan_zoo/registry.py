@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gan_zoo.base import check_generator, is_generator_like, prepare
-from latentwalk.errors import ConfigError, MissingWeightsError
+from gan_zoo.errors import ConfigError, MissingWeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -172,7 +172,7 @@ def load(spec: str | os.PathLike, device: str | torch.device | None = None) -> n
             them).
         DataError / UnsafePickleError: unreadable files, or a pickle asking for code (see :mod:`gan_zoo.nvidia`).
     """
-    from latentwalk.devices import resolve_device
+    from gan_zoo.devices import resolve_device
 
     target = resolve_device("cpu" if device is None else device)
     scheme, arg = parse_spec(spec)

@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from latentwalk.errors import DataError
+from gan_zoo.errors import DataError
 
 __all__ = ["MAX_DEPTH", "bounded_torch_load", "declared_storage_bytes", "check_object_graph"]
 

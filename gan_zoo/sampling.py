@@ -8,8 +8,8 @@ import os
 import torch
 from torch import Tensor
 
-from latentwalk.errors import ConfigError
-from latentwalk.io import atomic_write_bytes
+from gan_zoo.errors import ConfigError
+from gan_zoo.io import atomic_write_bytes
 
 __all__ = ["sample_latents", "sample_images", "save_grid"]
 

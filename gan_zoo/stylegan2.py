@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latentwalk.errors import ConfigError
+from gan_zoo.errors import ConfigError
 
 __all__ = [
     "ARCHITECTURES",

@@ -35,11 +35,11 @@ from torch import Tensor, nn
 
 from gan_zoo.augment import diff_augment, parse_policy
 from gan_zoo.checkpoint import load_state_dict_strict, save_generator
+from gan_zoo.config import StageConfig
+from gan_zoo.errors import ConfigError
+from gan_zoo.io import atomic_write_bytes, atomic_write_text, write_json
 from gan_zoo.sampling import save_grid
 from gan_zoo.stylegan2 import Discriminator, Generator
-from latentwalk.config import StageConfig
-from latentwalk.errors import ConfigError
-from latentwalk.io import atomic_write_bytes, atomic_write_text, write_json
 
 __all__ = ["TrainConfig", "TrainResult", "build_networks", "train_gan", "dataset_fingerprint"]
 
@@ -378,7 +378,7 @@ def train_gan(
     gen = torch.Generator().manual_seed(cfg.seed)
     nets, opts = {"G": G, "D": D, "G_ema": G_ema}, {"opt_g": opt_g, "opt_d": opt_d}
 
-    from latentwalk.outputs import claim_dir, mark_dir, replace_dir
+    from gan_zoo.outputs import claim_dir, mark_dir, replace_dir
 
     if claim_dir(out, overwrite=overwrite, resumable="gan train", resume=resume) == "replace":
         replace_dir(out)

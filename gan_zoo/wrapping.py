@@ -52,7 +52,8 @@ import torch
 from torch import Tensor, nn
 
 from gan_zoo.base import NOISE_MODES, check_generator
-from latentwalk.errors import ConfigError
+from gan_zoo.devices import device_of
+from gan_zoo.errors import ConfigError
 
 __all__ = ["OUTPUT_RANGES", "WrappedGenerator", "WrappedMapping", "WrappedSynthesis", "wrap"]
 
@@ -227,14 +228,6 @@ def _positive(name: str, value: Any) -> int:
     return value
 
 
-def _device_of(module: nn.Module) -> torch.device:
-    for t in module.parameters():
-        return t.device
-    for t in module.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
 def _estimate_w_avg(mapping: nn.Module, z_dim: int, samples: int, device: torch.device) -> Tensor:
     """Mean of ``mapping(z)`` over ``samples`` seeded ``z ~ N(0, I)``, in batches of 1024, in eval mode."""
     was_training = [m.training for m in mapping.modules()]
@@ -346,12 +339,12 @@ def wrap(
             raise ConfigError("wrap: latent='w' with a mapping needs z_dim, the size of the mapping's input")
         z_dim = _positive("z_dim", z_dim)
 
-    device = _device_of(module)
+    device = device_of(module)
     if w_avg is None:
         if mapping is None:
             w_avg = torch.zeros(latent_dim)
         else:
-            w_avg = _estimate_w_avg(mapping, z_dim, _positive("w_avg_samples", w_avg_samples), _device_of(mapping))
+            w_avg = _estimate_w_avg(mapping, z_dim, _positive("w_avg_samples", w_avg_samples), device_of(mapping))
     w_avg = torch.as_tensor(w_avg, dtype=torch.float32).detach().cpu()
     if list(w_avg.shape) != [latent_dim]:
         raise ConfigError(f"wrap: w_avg must have shape [{latent_dim}], got {_shape(w_avg)}")

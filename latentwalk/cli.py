@@ -558,9 +558,10 @@ def gan_invert(ctx, spec, data_dir, layout, out, split_name, space, steps, batch
       latentwalk gan invert --gan demo:cxr --data data/cxr --split train --out latents/cxr-train.safetensors
     """
     import gan_zoo
-    from gan_zoo.invert import InvertConfig, invert_dataset, load_latents
+    from gan_zoo.invert import InvertConfig
     from latentwalk.data import open_dataset
     from latentwalk.devices import resolve_device
+    from latentwalk.invert import invert_dataset, load_latents
 
     cfg = InvertConfig(space=space, steps=steps, batch=batch, perceptual=perceptual, seed=seed)
     index = open_dataset(data_dir, layout=layout)
@@ -735,7 +736,7 @@ def _generate_options(fn):
 
 def _generate_values(config_file: Path | None, options: dict) -> tuple[dict, Path | None]:
     """TOML values overridden by the flags that were given; ``out`` may come from the TOML file."""
-    from latentwalk.pipeline import PATH_FIELDS, _resolve_spec_path, load_config_file
+    from latentwalk.pipeline import PATH_FIELDS, load_config_file, resolve_spec_path
 
     values = load_config_file(config_file) if config_file is not None else {}
     out = values.pop("out", None)
@@ -749,7 +750,7 @@ def _generate_values(config_file: Path | None, options: dict) -> tuple[dict, Pat
         elif key in PATH_FIELDS:
             value = str(Path(value).resolve())
         elif key == "gan":
-            value = _resolve_spec_path(value, Path.cwd())
+            value = resolve_spec_path(value, Path.cwd())
         values[key] = value
     return values, out
 
@@ -832,7 +833,7 @@ def walk_cmd(spec, guides_dir, data_dir, layout, label, seed, out, n_steps, opti
     from latentwalk.guides import load_guides
     from latentwalk.outputs import claim_dir, staged_dir
     from latentwalk.paths import PlanConfig
-    from latentwalk.pipeline import _check_guides, real_reference
+    from latentwalk.pipeline import check_guides, real_reference
     from latentwalk.walk import compare_walks, save_walk
 
     inputs = {"dataset": data_dir, "guides": guides_dir}
@@ -841,7 +842,7 @@ def walk_cmd(spec, guides_dir, data_dir, layout, label, seed, out, n_steps, opti
     G = gan_zoo.load(spec, device=dev)
     guides = load_guides(guides_dir, device=dev)
     index = open_dataset(data_dir, layout=layout)
-    _check_guides(guides, G, index)
+    check_guides(guides, G, index)
     real, patients = real_reference(index, G)
     gate = build_gate(gate_space, real.to(dev), patients, guides=guides, percentile=gate_percentile)
     walk = compare_walks(G, guides, gate, label, seed=seed, n_steps=n_steps, endpoint_filter=endpoint_filter,

@@ -97,12 +97,13 @@ def run_demo(
     ``out`` must be absent or empty, or hold an earlier demo and ``overwrite`` be given (:mod:`latentwalk.outputs`).
     """
     import gan_zoo
-    from gan_zoo.invert import InvertConfig, invert_dataset
+    from gan_zoo.invert import InvertConfig
     from gan_zoo.sampling import sample_images, save_grid
     from latentwalk.data.phantoms import KINDS, PhantomConfig, write_phantom_dataset
     from latentwalk.data.validate import check_images, format_summary, summarize
     from latentwalk.devices import resolve_device
     from latentwalk.guides import GuideConfig, load_guides, train_guides
+    from latentwalk.invert import invert_dataset
     from latentwalk.paths import PlanConfig
     from latentwalk.pipeline import GenerateConfig, generate
     from latentwalk.walk import compare_walks, save_walk
@@ -172,7 +173,8 @@ def run_demo(
     walk_text = f"[7/8] linear vs PLAN walk between two k-same centroids -> {out / 'walk_strip.png'}"
     with _stage(say, times, "walk", walk_text):
         from latentwalk.gate import build_gate
-        from latentwalk.pipeline import _ksame_centroids, real_reference
+        from latentwalk.ksame import KSameConfig, latent_centroids
+        from latentwalk.pipeline import real_reference
 
         guides = load_guides(guides_dir, device=device)
         real, patients = real_reference(index, G)
@@ -180,7 +182,8 @@ def run_demo(
         label = n_labels - 1
         with warnings.catch_warnings():  # mixed-label patients were reported by the generation stage
             warnings.simplefilter("ignore", UserWarning)
-            centroids, _, _ = _ksame_centroids(gen_cfg, G, index, [label])
+            kcfg = KSameConfig(k=gen_cfg.k, method=gen_cfg.ksame_method, spread=gen_cfg.ksame_spread)
+            centroids, _, _ = latent_centroids(gen_cfg.latents, G, index, [label], kcfg, min_groups=2)
         ends = (centroids[label][:1].to(device), centroids[label][1:2].to(device))  # two k-same centroids
         walk = compare_walks(G, guides, gate, label, n_steps=cfg.walk_steps, endpoints=ends,
                              plan_cfg=PlanConfig(optim_steps=cfg.optim_steps))  # fmt: skip

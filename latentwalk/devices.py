@@ -1,33 +1,9 @@
-"""Device choice at the edge of the program: CUDA, then Apple MPS, then CPU. Lower code follows ``tensor.device``."""
+"""Device names (auto, cpu, cuda[:N], mps) to torch devices.
 
-from __future__ import annotations
+The implementation lives in :mod:`gan_zoo.devices`, the lower layer, so that ``gan_zoo`` stands alone without importing
+latentwalk; this module is the name latentwalk's users and stages import it by. Same objects, not copies:
+``except latentwalk.errors.ConfigError`` catches what gan_zoo raises.
+"""
 
-from latentwalk.errors import ConfigError
-
-__all__ = ["resolve_device"]
-
-
-def resolve_device(name: str | None = "auto"):
-    """Return a ``torch.device`` for ``name``: ``"auto"``/``None`` picks CUDA, then MPS, then CPU.
-
-    Raises:
-        ConfigError: an explicit device that this machine does not have (e.g. ``"cuda"`` without a GPU).
-    """
-    import torch
-
-    if name in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f'unknown device "{name}"; expected auto, cpu, cuda, cuda:N or mps') from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f'device "{name}" asked for, but torch sees no CUDA GPU here; use --device auto or cpu')
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError(f'device "{name}" asked for, but MPS is not available here; use --device auto or cpu')
-    return device
+from gan_zoo.devices import *  # noqa: F403
+from gan_zoo.devices import __all__  # noqa: F401

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from latentwalk.config import StageConfig
 from latentwalk.data.records import DatasetIndex
 from latentwalk.errors import ConfigError, DataError, MissingWeightsError
-from latentwalk.io import read_model_bytes, read_versioned_json
+from latentwalk.io import load_checked_safetensors, read_model_bytes, read_versioned_json
 
 __all__ = [
     "ARCHITECTURES",
@@ -63,6 +63,8 @@ __all__ = [
     "train_guides",
     "load_guides",
     "check_contract",
+    "init_model",
+    "fit_model",
 ]
 
 FORMAT = "latentwalk.guides"
@@ -500,8 +502,12 @@ def _derive_seed(seed: int, key: str) -> int:
 # Training
 
 
-def _init_model(cfg: GuideConfig, contract: GuideContract, n_classes: int, role: str) -> nn.Module:
-    """A freshly initialised guide (seeded without touching torch's global RNG state), optionally from weights."""
+def init_model(cfg: GuideConfig, contract: GuideContract, n_classes: int, role: str) -> nn.Module:
+    """A freshly initialised guide (seeded without touching torch's global RNG state), optionally from weights.
+
+    With :func:`fit_model` the training recipe of the guides, shared by the evaluation's utility classifier and
+    re-identification model so that their figures come from the same recipe.
+    """
     kwargs: dict[str, Any] = {
         "in_channels": contract.channels,
         "n_classes": n_classes,
@@ -545,7 +551,7 @@ def _read_weights_bytes(path: Path, what: str) -> bytes:
     return read_model_bytes(path, what, "check the path (nothing is downloaded)")
 
 
-def _fit(
+def fit_model(
     model: nn.Module,
     images: Tensor,
     targets: Tensor,
@@ -601,9 +607,9 @@ def _balanced_accuracy(pred: Tensor, target: Tensor) -> float | None:
 
 
 def _train_identity(data: _GuideData, contract, cfg, device, progress) -> tuple[nn.Module, dict[str, Any]]:
-    model = _init_model(cfg, contract, data.n_identities, "identity")
+    model = init_model(cfg, contract, data.n_identities, "identity")
     start = time.perf_counter()
-    losses = _fit(model, data.images, data.ids, data.id_train, cfg, "identity", device, progress)
+    losses = fit_model(model, data.images, data.ids, data.id_train, cfg, "identity", device, progress)
     train_pred = _predict(model, data.images[data.id_train], device)
     held_pred = _predict(model, data.images[data.id_held], device)
     metrics = {
@@ -623,10 +629,10 @@ def _train_identity(data: _GuideData, contract, cfg, device, progress) -> tuple[
 
 def _train_class(data: _GuideData, contract, cfg, device, progress) -> tuple[nn.Module, dict[str, Any]]:
     n_labels = len(data.label_names)
-    model = _init_model(cfg, contract, n_labels, "class")
+    model = init_model(cfg, contract, n_labels, "class")
     start = time.perf_counter()
     rows = torch.arange(len(data.images))
-    losses = _fit(model, data.images, data.labels, rows, cfg, "class", device, progress)
+    losses = fit_model(model, data.images, data.labels, rows, cfg, "class", device, progress)
     train_pred = _predict(model, data.images, device)
     metrics: dict[str, Any] = {
         "task": "clinical label; accuracy on the identity-disjoint val split",
@@ -796,20 +802,12 @@ def _read_meta(folder: Path, role: str) -> dict[str, Any]:
 
 
 def _load_model(folder: Path, role: str, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
     from gan_zoo.checkpoint import build_checked
 
     meta = _read_meta(folder, role)
     weights = folder / f"{role}.safetensors"
     blob = _read_weights_bytes(weights, f"guide weights (beside {role}.json)")
-    if hashlib.sha256(blob).hexdigest() != meta.get("weights_sha256"):
-        raise DataError(f"{weights} does not match the checksum in {role}.json; it was changed or truncated")
-    try:
-        state = load(blob)
-    except SafetensorError as e:
-        raise DataError(f"{weights} is not a readable safetensors file ({e})") from e
+    state = load_checked_safetensors(blob, weights, str(meta.get("weights_sha256")), f"{role}.json")
     arch = meta["architecture"]
     try:
         model = build_checked(partial(build_guide, arch["name"]), arch["kwargs"], state, str(weights))

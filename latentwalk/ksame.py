@@ -44,10 +44,12 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import os
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -66,6 +68,7 @@ __all__ = [
     "group_latents",
     "check_k_anonymity",
     "patient_labels",
+    "latent_centroids",
 ]
 
 METHODS = ("greedy", "kmeans")
@@ -620,3 +623,66 @@ def check_k_anonymity(
                     f"k-anonymity check failed: group {g} (label {result.group_labels[g]}) holds a patient of "
                     f"label {plabel[p]}; groups must not mix labels"
                 )
+
+
+def latent_centroids(
+    latents: str | os.PathLike,
+    G: Any,
+    index: Any,
+    labels: Sequence[int],
+    cfg: KSameConfig,
+    *,
+    min_groups: int = 1,
+) -> tuple[dict[int, Tensor], dict[str, Any], str]:
+    """The k-same centroids of inverted real latents, per label: the start and end points of ksame/ksame-plan walks.
+
+    Args:
+        latents: a latents file of :func:`latentwalk.invert.invert_dataset`, inverted with ``G`` from ``index``.
+        G: the generator (its weights must be the ones the latents were inverted with).
+        index: the real dataset the latents name.
+        labels: the labels to return centroids for.
+        cfg: the grouping (k, method, spread).
+        min_groups: fewest groups a label needs (2 for walks between two groups).
+
+    Returns:
+        ``({label: centroids [G_label, num_ws, w_dim] (Z: [G_label, z_dim]) float32}, grouping summary without its
+        diagnostics, the latents file's SHA-256)``. A W-space file gives one ``w`` per group ``[G_label, w_dim]``.
+
+    Raises:
+        ConfigError: the latents come from another generator or name images outside ``index``.
+        DataError: a label with fewer than ``min_groups`` groups at this k.
+    """
+    from gan_zoo.invert import generator_sha256
+    from latentwalk.invert import load_latents
+
+    ids, ws, meta = load_latents(latents)
+    if meta["generator"]["sha256"] != generator_sha256(G):
+        raise ConfigError(
+            f"the latents in {Path(latents).name} were inverted with another generator; invert the real images "
+            "again with this --gan (latentwalk gan invert)"
+        )
+    known = {str(r.file.relative_to(index.root)) for r in index.records}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ConfigError(
+            f"{len(unknown)} latent(s) name images that are not in the dataset; invert this dataset's images"
+        )
+    patients = [meta["items"][i]["identity"] for i in ids]
+    point_labels = [meta["items"][i]["label"] for i in ids]
+    space = meta.get("config", {}).get("space", "w")
+    result = group_latents(ws, patients, point_labels, cfg)
+    points = result.centroids[:, 0] if space == "w" else result.centroids  # W: one w per group
+    centroids = {}
+    for label in labels:
+        rows = [i for i, lab in enumerate(result.group_labels) if lab == label]
+        if min_groups >= 2 and len(rows) < min_groups:
+            raise DataError(
+                f"label {label} has {len(rows)} k-same group(s) at k={cfg.k}; ksame-plan walks between two groups of "
+                "a label: lower k or add patients"
+            )
+        if not rows:
+            raise DataError(f"label {label} has no k-same group at k={cfg.k}; lower k or add patients")
+        centroids[label] = points[rows].float()
+    summary = result.to_dict()
+    summary.pop("diagnostics", None)
+    return centroids, summary, str(meta["latents_sha256"])

@@ -57,6 +57,8 @@ __all__ = [
     "parse_keep",
     "public_config",
     "real_reference",
+    "check_guides",
+    "resolve_spec_path",
     "dataset_card",
 ]
 
@@ -251,11 +253,11 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
             values[key] = str((path.parent / values[key]).resolve())
     gan = values.get("gan")
     if isinstance(gan, str):
-        values["gan"] = _resolve_spec_path(gan, path.parent)
+        values["gan"] = resolve_spec_path(gan, path.parent)
     return values
 
 
-def _resolve_spec_path(spec: str, base: Path) -> str:
+def resolve_spec_path(spec: str, base: Path) -> str:
     """Make the path inside a ``lite:``/``stylegan:``/bare-path spec absolute, relative to ``base``."""
     scheme, sep, rest = spec.partition(":")
     if sep and scheme in ("lite", "stylegan"):
@@ -588,7 +590,8 @@ def _check_dataset_size(index: Any, resolution: int) -> None:
         )
 
 
-def _check_guides(guides: Any, G: Any, index: Any) -> None:
+def check_guides(guides: Any, G: Any, index: Any) -> None:
+    """Raise :class:`ConfigError` unless ``guides`` fit ``G`` (resolution, channels, labels) and ``index``."""
     from latentwalk.guides import check_contract, identity_classes
 
     check_contract(guides, G, label_names=index.label_names)
@@ -598,47 +601,6 @@ def _check_guides(guides: Any, G: Any, index: Any) -> None:
             f"the identity guide knows {guides.n_identities} patients but the dataset has {n_train} training "
             "patients; train the guides on this dataset (latentwalk guides train)"
         )
-
-
-def _ksame_centroids(
-    cfg: GenerateConfig, G: Any, index: Any, labels: Sequence[int]
-) -> tuple[dict[int, Tensor], dict, str]:
-    from gan_zoo.invert import generator_sha256, load_latents
-    from latentwalk.ksame import KSameConfig, group_latents
-
-    ids, ws, meta = load_latents(cfg.latents)
-    if meta["generator"]["sha256"] != generator_sha256(G):
-        raise ConfigError(
-            f"the latents in {Path(cfg.latents).name} were inverted with another generator; invert the real images "
-            "again with this --gan (latentwalk gan invert)"
-        )
-    known = {str(r.file.relative_to(index.root)) for r in index.records}
-    unknown = [i for i in ids if i not in known]
-    if unknown:
-        raise ConfigError(
-            f"{len(unknown)} latent(s) name images that are not in the dataset; invert this dataset's images"
-        )
-    patients = [meta["items"][i]["identity"] for i in ids]
-    point_labels = [meta["items"][i]["label"] for i in ids]
-    space = meta.get("config", {}).get("space", "w")
-    result = group_latents(
-        ws, patients, point_labels, KSameConfig(k=cfg.k, method=cfg.ksame_method, spread=cfg.ksame_spread)
-    )
-    points = result.centroids[:, 0] if space == "w" else result.centroids  # W: one w per group
-    centroids = {}
-    for label in labels:
-        rows = [i for i, lab in enumerate(result.group_labels) if lab == label]
-        if cfg.method == "ksame-plan" and len(rows) < 2:
-            raise DataError(
-                f"label {label} has {len(rows)} k-same group(s) at k={cfg.k}; ksame-plan walks between two groups of "
-                "a label: lower k or add patients"
-            )
-        if not rows:
-            raise DataError(f"label {label} has no k-same group at k={cfg.k}; lower k or add patients")
-        centroids[label] = points[rows].float()
-    summary = result.to_dict()
-    summary.pop("diagnostics", None)
-    return centroids, summary, str(meta["latents_sha256"])
 
 
 def real_reference(index: Any, G: Any, split: str = "train", progress: bool = False) -> tuple[Tensor, list[str]]:
@@ -723,7 +685,7 @@ def _setup(cfg: GenerateConfig, world: _World, progress: bool, lpips_net: Any = 
     guides_dir = Path(cfg.guides)
     guides = load_guides(guides_dir, device=device)
     index = open_dataset(cfg.data, cfg.layout)
-    _check_guides(guides, G, index)
+    check_guides(guides, G, index)
     real, patients = real_reference(index, G, cfg.gate_split, progress)
     gate = build_gate(
         cfg.gate_space,
@@ -762,7 +724,12 @@ def _setup(cfg: GenerateConfig, world: _World, progress: bool, lpips_net: Any = 
         },
     }
     if cfg.method in ("ksame", "ksame-plan"):
-        centroids, ctx.ksame_summary, inputs["latents_sha256"] = _ksame_centroids(cfg, G, index, labels)
+        from latentwalk.ksame import KSameConfig, latent_centroids
+
+        kcfg = KSameConfig(k=cfg.k, method=cfg.ksame_method, spread=cfg.ksame_spread)
+        centroids, ctx.ksame_summary, inputs["latents_sha256"] = latent_centroids(
+            cfg.latents, G, index, labels, kcfg, min_groups=2 if cfg.method == "ksame-plan" else 1
+        )
         ctx.centroids = {label: c.to(device) for label, c in centroids.items()}
         ctx.pairs = {label: _distinct_pairs(c.shape[0], cfg.seed, label) for label, c in centroids.items()}
     runtime = {"device_type": device.type, "amp": amp, "versions": _versions()}  # a resume must compute the same

@@ -117,12 +117,13 @@ def main() -> None:
     warnings.simplefilter("ignore")  # small-sample FID and mixed-label notes land in each report
 
     import gan_zoo
-    from gan_zoo.invert import InvertConfig, invert_dataset
+    from gan_zoo.invert import InvertConfig
     from latentwalk.data import open_dataset
     from latentwalk.data.phantoms import PhantomConfig, write_phantom_dataset
     from latentwalk.devices import resolve_device
     from latentwalk.evaluate.run import EvalConfig, evaluate
     from latentwalk.guides import GuideConfig, train_guides
+    from latentwalk.invert import invert_dataset
     from latentwalk.pipeline import GenerateConfig, generate
 
     sizes = QUICK if args.quick else FULL

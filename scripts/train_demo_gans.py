@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="TrainConfig.batch (default: its own)")
     parser.add_argument("--init-from", default=None, help="generator spec to start G from (e.g. demo:cxr)")
     parser.add_argument("--lr", type=float, default=None, help="TrainConfig.lr (default: its own)")
+    parser.add_argument("--augment", default=None, help="TrainConfig.augment (default: its own)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--resume", action="store_true")
@@ -66,7 +67,7 @@ def main() -> None:
     index = open_dataset(data_dir).subset("train")
     images, labels = load_tensors(index, phantoms.resolution)
     extra = {"channel_base": args.channel_base} if args.channel_base else {}
-    for name in ("lr", "channel_max", "batch"):
+    for name in ("lr", "channel_max", "batch", "augment"):
         if getattr(args, name):
             extra[name] = getattr(args, name)
     import gan_zoo

@@ -97,9 +97,10 @@ def chain(cxr_dataset, tmp_path_factory):
     from tiny import tiny_generator
 
     from gan_zoo.checkpoint import save_generator
-    from gan_zoo.invert import InvertConfig, invert_dataset
+    from gan_zoo.invert import InvertConfig
     from latentwalk.data import open_dataset
     from latentwalk.guides import GuideConfig, train_guides
+    from latentwalk.invert import invert_dataset
 
     root = tmp_path_factory.mktemp("chain")
     G = tiny_generator()

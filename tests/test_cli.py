@@ -171,7 +171,7 @@ def test_gan_invert_cli_writes_latents_for_the_chosen_split(runner, tiny_lite, t
             "--perceptual", "ms-gradient", "--split", "all"]  # fmt: skip
     done = runner.invoke(cli, args)
     assert done.exit_code == 0, done.output
-    from gan_zoo.invert import load_latents
+    from latentwalk.invert import load_latents
 
     ids, ws, meta = load_latents(out)
     assert len(ids) == 4 and ws.shape[0] == 4 and "wrote 4 latents (w)" in done.output

@@ -13,14 +13,13 @@ from gan_zoo.invert import (
     InversionResult,
     InvertConfig,
     invert,
-    invert_dataset,
-    load_latents,
     lr_at,
     ms_gradient_distance,
     noise_at,
 )
 from gan_zoo.stylegan2 import Generator
 from latentwalk.errors import ConfigError, DataError, MissingWeightsError
+from latentwalk.invert import invert_dataset, load_latents
 
 ROUNDING = 5e-4  # float32 rounding differences by batch size, after a dozen Adam steps
 FAST = dict(steps=12, w_avg_samples=500, perceptual="ms-gradient", init_noise=0.5)

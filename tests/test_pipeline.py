@@ -273,8 +273,9 @@ def test_config_errors():
 
 def test_input_mismatches_are_clear_errors(chain, cxr_dataset, fundus_dataset, tmp_path):
     from gan_zoo.checkpoint import save_generator
-    from gan_zoo.invert import InvertConfig, invert_dataset
+    from gan_zoo.invert import InvertConfig
     from latentwalk.data import open_dataset
+    from latentwalk.invert import invert_dataset
 
     out = tmp_path / "out"
     # generator larger than the real images (32 px): guides contract and dataset size both disagree
@@ -498,9 +499,10 @@ def test_a_class_conditional_generator_runs_end_to_end(chain, cxr_dataset, tmp_p
     """c_dim > 0 through inversion (each image from its label's mean w), endpoints (drawn with the path's label)
     and generation."""
     from gan_zoo.checkpoint import save_generator
-    from gan_zoo.invert import InvertConfig, invert_dataset, load_latents
+    from gan_zoo.invert import InvertConfig
     from gan_zoo.stylegan2 import Generator
     from latentwalk.data import open_dataset
+    from latentwalk.invert import invert_dataset, load_latents
 
     torch.manual_seed(0)
     G = Generator(8, 2, 8, 32, 1, mapping_kwargs={"num_layers": 1},

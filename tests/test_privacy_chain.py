@@ -3,9 +3,10 @@
 import torch
 
 import gan_zoo
-from gan_zoo.invert import InvertConfig, invert_dataset, load_latents
+from gan_zoo.invert import InvertConfig
 from latentwalk.data import open_dataset
 from latentwalk.guides import GuideConfig, load_guides, train_guides
+from latentwalk.invert import invert_dataset, load_latents
 from latentwalk.ksame import KSameConfig, check_k_anonymity, group_latents
 from latentwalk.paths import PlanConfig, linear_paths, pair_endpoints, plan_paths, render_paths
 

@@ -7,9 +7,9 @@ import hashlib
 import pytest
 import torch
 
-from latentwalk import weights
+from gan_zoo import pretrained as weights
+from gan_zoo.pretrained import KNOWN_WEIGHTS, WeightsFile, check_hash, hash_prefix, lpips_model, resolve_weights
 from latentwalk.errors import ConfigError, DataError, MissingWeightsError
-from latentwalk.weights import KNOWN_WEIGHTS, WeightsFile, check_hash, hash_prefix, lpips_model, resolve_weights
 
 VGG = "vgg16-397923af.pth"
 

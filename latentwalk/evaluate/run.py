@@ -386,7 +386,7 @@ def _privacy_space(
 
 def _reidentify(data: _Data, cfg: EvalConfig, device: torch.device, progress: bool, privacy: Any) -> dict:
     """Train a fresh identity model (seed ``reid_seed``, wider CNN) on all but one image of each training patient."""
-    from latentwalk.guides import GuideConfig, _fit, build_guide
+    from latentwalk.guides import GuideConfig, build_guide, fit_model
 
     order = sorted(set(data.train_patients))
     pid = torch.tensor([order.index(p) for p in data.train_patients])
@@ -403,7 +403,7 @@ def _reidentify(data: _Data, cfg: EvalConfig, device: torch.device, progress: bo
     gcfg = GuideConfig(epochs=cfg.reid_epochs, seed=cfg.reid_seed, width=48)
     res, ch = data.train.shape[-1], data.train.shape[1]
     model = build_guide("cnn", in_channels=ch, n_classes=len(order), resolution=res, width=48)
-    _fit(model, data.train, pid, train_rows, gcfg, "reid", device, progress)
+    fit_model(model, data.train, pid, train_rows, gcfg, "reid", device, progress)
     model.eval()
     with torch.no_grad():
         probs = lambda x: torch.cat([model(p.to(device)).softmax(1).cpu() for p in x.split(256)])  # noqa: E731

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from latentwalk.config import StageConfig
 from latentwalk.errors import ConfigError, DataError
-from latentwalk.guides import ARCHITECTURES, GuideConfig, GuideContract, _fit, _init_model
+from latentwalk.guides import ARCHITECTURES, GuideConfig, GuideContract, fit_model, init_model
 
 __all__ = [
     "METRICS",
@@ -350,8 +350,8 @@ def _train(
     gcfg = cfg.guide_config(seed)  # validates seed
     device = torch.device("cpu") if device is None else torch.device(device)
     contract = GuideContract(resolution=images.shape[-1], channels=images.shape[1])
-    model = _init_model(gcfg, contract, n_classes, _ROLE)
-    losses = _fit(model, images, labels, torch.arange(len(images)), gcfg, _ROLE, device, progress)
+    model = init_model(gcfg, contract, n_classes, _ROLE)
+    losses = fit_model(model, images, labels, torch.arange(len(images)), gcfg, _ROLE, device, progress)
     return model.eval(), losses
 
 
