@@ -46,6 +46,8 @@ from torch import Tensor, nn
 from gan_zoo.config import StageConfig
 from gan_zoo.devices import device_of
 from gan_zoo.errors import ConfigError, DataError, MissingWeightsError
+from gan_zoo.sampling import synthesize
+from gan_zoo.seeds import derive_seed
 
 __all__ = [
     "SPACES",
@@ -181,8 +183,7 @@ def noise_at(step: int, cfg: InvertConfig) -> float:
 
 def item_seed(seed: int, key: Any) -> int:
     """A 63-bit seed for one image from the run's ``seed`` and the image's ``key`` (its id or position)."""
-    digest = hashlib.sha256(f"latentwalk.invert:{seed}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+    return derive_seed("latentwalk.invert", seed, key)
 
 
 def ms_gradient_distance(x: Tensor, y: Tensor, scales: int = 4, min_size: int = 8) -> Tensor:
@@ -430,15 +431,6 @@ def check_images(G: nn.Module, images: Any) -> None:
         )
 
 
-def _render(G: nn.Module, ws: Tensor, fused_modconv: bool) -> Tensor:
-    """``G.synthesis(ws)`` with constant noise; ``fused_modconv`` is passed to our own synthesis network only."""
-    from gan_zoo.stylegan2 import SynthesisNetwork
-
-    if isinstance(G.synthesis, SynthesisNetwork):
-        return G.synthesis(ws, noise_mode="const", fused_modconv=fused_modconv)
-    return G.synthesis(ws, noise_mode="const")
-
-
 def _invert_batch(
     s: _Session,
     cfg: InvertConfig,
@@ -490,7 +482,7 @@ def _invert_batch(
             if scale > 0:
                 noise = torch.stack([torch.randn(k, w_dim, generator=g) for g in gens])  # [B, k, w_dim], CPU
                 w = w_opt + noise.to(device) * scale
-            synth = _render(G, w.expand(-1, num_ws, -1), fused_modconv)  # [B, C, R, R]
+            synth = synthesize(G, w.expand(-1, num_ws, -1), fused_modconv=fused_modconv)  # [B, C, R, R]
             (grad,) = torch.autograd.grad(losses(synth, w_opt).sum(), [w_opt])  # sum: images stay independent
             w_opt.grad = grad
             opt.step()
@@ -510,7 +502,7 @@ def _fit_loss(s: _Session, cfg: InvertConfig, synth: Tensor, targets: Tensor, pe
 @torch.no_grad()
 def _score(s: _Session, ws: Tensor, targets: Tensor, perc_targets: Any, fused_modconv: bool):
     """``(ws, mse [B], perceptual [B])`` of final latents: the render clamped to [-1, 1] against the targets."""
-    synth = _render(s.G, ws, fused_modconv).clamp(-1, 1)  # [B, C, R, R]
+    synth = synthesize(s.G, ws, fused_modconv=fused_modconv).clamp(-1, 1)  # [B, C, R, R]
     mse = (synth - targets).square().mean((1, 2, 3))
     if s.perceptual is not None:
         perceptual = s.perceptual.distance(synth, perc_targets).detach()
@@ -554,7 +546,7 @@ def _invert_batch_z(
         for step in tqdm(range(cfg.steps), desc="steps", leave=False, disable=None if progress else True):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            synth = _render(G, G.mapping(z, c), fused_modconv)  # [B, C, R, R]
+            synth = synthesize(G, G.mapping(z, c), fused_modconv=fused_modconv)  # [B, C, R, R]
             loss = _fit_loss(s, cfg, synth, targets, perc_targets)  # [B]
             (grad,) = torch.autograd.grad(loss.sum(), [z])  # sum: images stay independent
             z.grad = grad

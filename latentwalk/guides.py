@@ -41,10 +41,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan_zoo.seeds import derive_seed
 from latentwalk.config import StageConfig
 from latentwalk.data.records import DatasetIndex
 from latentwalk.errors import ConfigError, DataError, MissingWeightsError
 from latentwalk.io import load_checked_safetensors, read_model_bytes, read_versioned_json
+from latentwalk.provenance import versions
 
 __all__ = [
     "ARCHITECTURES",
@@ -494,8 +496,7 @@ def _fingerprint(data: _GuideData) -> str:
 
 
 def _derive_seed(seed: int, key: str) -> int:
-    digest = hashlib.sha256(f"latentwalk.guides:{seed}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+    return derive_seed("latentwalk.guides", seed, key)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -716,7 +717,7 @@ def train_guides(
         "n_identities": data.n_identities,
         "config": cfg.to_dict(),
         "dataset": dataset,
-        "versions": _versions(),
+        "versions": versions(full=False),
     }
     if cfg.weights is not None:
         blob = Path(cfg.weights).read_bytes()
@@ -737,12 +738,6 @@ def train_guides(
         fingerprint=fingerprint,
         seconds=round(time.perf_counter() - started, 3),
     )
-
-
-def _versions() -> dict[str, str]:
-    import latentwalk
-
-    return {"latentwalk": latentwalk.__version__, "torch": torch.__version__}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -42,7 +42,6 @@ is left out of ``to_dict`` too, since it is exactly what a membership attack on 
 
 from __future__ import annotations
 
-import hashlib
 import operator
 import os
 import warnings
@@ -56,6 +55,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gan_zoo.seeds import derive_seed
 from latentwalk.config import StageConfig
 from latentwalk.errors import ConfigError, DataError
 
@@ -337,8 +337,7 @@ def _greedy_groups(points: Tensor, k: int) -> list[list[int]]:
 
 
 def _label_seed(seed: int, label: int) -> int:
-    digest = hashlib.sha256(f"latentwalk.ksame:{seed}:{label}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+    return derive_seed("latentwalk.ksame", seed, label)
 
 
 def _kmeanspp(points: Tensor, n_clusters: int, generator: torch.Generator) -> Tensor:

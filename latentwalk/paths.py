@@ -271,14 +271,10 @@ def slerp_paths(w_a: Tensor, w_b: Tensor, n_steps: int) -> Tensor:
 
 
 def _render(G: nn.Module, ws: Tensor, fused_modconv: bool | None) -> Tensor:
-    """``G.synthesis(ws, noise_mode='const')`` clamped to [-1, 1]; ``fused_modconv`` reaches our network only."""
-    from gan_zoo.stylegan2 import SynthesisNetwork
+    """:func:`gan_zoo.sampling.synthesize` clamped to [-1, 1] ``[N, C, R, R]``."""
+    from gan_zoo.sampling import synthesize
 
-    if fused_modconv is not None and isinstance(G.synthesis, SynthesisNetwork):
-        img = G.synthesis(ws, noise_mode="const", fused_modconv=fused_modconv)
-    else:
-        img = G.synthesis(ws, noise_mode="const")
-    return img.clamp(-1, 1)  # [N, C, R, R]
+    return synthesize(G, ws, fused_modconv=fused_modconv).clamp(-1, 1)
 
 
 def resolve_repeat_gray(repeat_gray: bool | None, net: nn.Module | None) -> bool:

@@ -40,12 +40,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gan_zoo.sampling import has_fused_toggle
+from gan_zoo.seeds import sequence_seed
 from latentwalk.config import StageConfig
 from latentwalk.distances import mean_pairwise_distance
 from latentwalk.errors import ConfigError, DataError, DistributedError, LatentwalkError
 from latentwalk.gate import GATE_SPACES, Gate, LabelGate, build_gate, build_label_gate
 from latentwalk.io import atomic_write_bytes, atomic_write_text, read_json_dict, sha256_file, write_csv, write_json
 from latentwalk.outputs import claim_dir, mark_dir, replace_dir
+from latentwalk.provenance import versions
 
 __all__ = [
     "METHODS",
@@ -306,8 +309,7 @@ class Item:
 
 def item_seed(seed: int, round_: int, label: int, index: int) -> int:
     """A 63-bit seed for an item, independent of how items are dealt to processes."""
-    state = np.random.SeedSequence([seed, round_, label, index]).generate_state(2, dtype=np.uint32)
-    return int(state[0]) << 31 | int(state[1]) >> 1
+    return sequence_seed(seed, round_, label, index)
 
 
 @dataclass
@@ -425,7 +427,7 @@ def _run_item(ctx: _Context, item: Item) -> dict[str, Tensor]:
                 weights=cfg.weights,
                 chunk=ctx.chunk,
                 amp=ctx.amp,
-                fused_modconv=False if _is_ours(ctx.G) else None,
+                fused_modconv=False if has_fused_toggle(ctx.G) else None,
             )
             labels = torch.full((w_a.shape[0],), item.label, dtype=torch.long, device=w_a.device)
             paths = plan_paths(ctx.G, w_a, w_b, labels, ctx.guides.identity, ctx.guides.classifier, plan_cfg).ws
@@ -452,12 +454,6 @@ def _run_item(ctx: _Context, item: Item) -> dict[str, Tensor]:
     record["accepted"] = ok.to(torch.uint8)
     record["images"] = u8[ok.to(u8.device)].cpu().contiguous()
     return record
-
-
-def _is_ours(G: Any) -> bool:
-    from gan_zoo.stylegan2 import SynthesisNetwork
-
-    return isinstance(getattr(G, "synthesis", None), SynthesisNetwork)
 
 
 def to_uint8(images: Tensor) -> Tensor:
@@ -732,7 +728,7 @@ def _setup(cfg: GenerateConfig, world: _World, progress: bool, lpips_net: Any = 
         )
         ctx.centroids = {label: c.to(device) for label, c in centroids.items()}
         ctx.pairs = {label: _distinct_pairs(c.shape[0], cfg.seed, label) for label, c in centroids.items()}
-    runtime = {"device_type": device.type, "amp": amp, "versions": _versions()}  # a resume must compute the same
+    runtime = {"device_type": device.type, "amp": amp, "versions": versions()}  # a resume must compute the same
     full = {"config": cfg.to_dict(), "inputs": inputs, "runtime": runtime}
     fingerprint = hashlib.sha256(json.dumps(full, sort_keys=True, default=list).encode()).hexdigest()
     return _Setup(ctx, fingerprint, inputs, int(real.shape[0]), mean_pairwise_distance(real))
@@ -1050,20 +1046,6 @@ def _merge(
     return run
 
 
-def _versions() -> dict[str, str]:
-    import torchvision
-
-    from latentwalk import __version__
-
-    return {
-        "latentwalk": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-
-
 def _run_record(
     ctx: _Context,
     setup: _Setup,
@@ -1085,7 +1067,7 @@ def _run_record(
         "fingerprint": setup.fingerprint,
         "config": config,
         "inputs": setup.inputs,
-        "versions": _versions(),
+        "versions": versions(),
         "seeds": {"seed": cfg.seed, "items": {i.name: i.seed for i in items}},
         "gate": ctx.gate.to_dict(),
         "label_gate": None if ctx.label_gate is None else ctx.label_gate.to_dict(),
