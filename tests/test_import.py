@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 PROBE = r"""
 import socket, sys
 def refuse(*a, **k):
@@ -27,3 +29,16 @@ def test_python_dash_m_runs_the_cli():
     done = subprocess.run([sys.executable, "-m", "latentwalk", "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "latentwalk" in done.stdout
+
+
+def test_every_public_name_resolves_to_the_stage_function_it_names():
+    import latentwalk
+    from latentwalk.evaluate.run import evaluate
+    from latentwalk.pipeline import generate
+
+    missing = [n for n in latentwalk.__all__ if getattr(latentwalk, n, None) is None]
+    assert not missing
+    assert latentwalk.generate is generate and latentwalk.evaluate_dataset is evaluate
+    assert "plan_paths" in dir(latentwalk)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        latentwalk.nope  # noqa: B018
