@@ -69,6 +69,7 @@ __all__ = [
     "check_k_anonymity",
     "patient_labels",
     "latent_centroids",
+    "write_ksame",
 ]
 
 METHODS = ("greedy", "kmeans")
@@ -624,6 +625,35 @@ def check_k_anonymity(
                 )
 
 
+KSAME_FORMAT = "latentwalk.ksame.centroids"
+KSAME_FORMAT_VERSION = 1
+
+
+def _group_inverted(latents: str | os.PathLike, G: Any, index: Any, cfg: KSameConfig) -> tuple[KSameResult, str, dict]:
+    """Group the inverted real latents of ``latents`` (checked against ``G`` and ``index``); k checked as well."""
+    from gan_zoo.invert import generator_sha256
+    from latentwalk.invert import load_latents
+
+    ids, ws, meta = load_latents(latents)
+    if meta["generator"]["sha256"] != generator_sha256(G):
+        raise ConfigError(
+            f"the latents in {Path(latents).name} were inverted with another generator; invert the real images "
+            "again with this --gan (latentwalk gan invert)"
+        )
+    known = {str(r.file.relative_to(index.root)) for r in index.records}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ConfigError(
+            f"{len(unknown)} latent(s) name images that are not in the dataset; invert this dataset's images"
+        )
+    patients = [meta["items"][i]["identity"] for i in ids]
+    point_labels = [meta["items"][i]["label"] for i in ids]
+    result = group_latents(ws, patients, point_labels, cfg)
+    check_k_anonymity(result, patients, cfg.k, labels=point_labels)
+    space = meta.get("config", {}).get("space", "w")
+    return result, space, meta
+
+
 def latent_centroids(
     latents: str | os.PathLike,
     G: Any,
@@ -644,32 +674,15 @@ def latent_centroids(
         min_groups: fewest groups a label needs (2 for walks between two groups).
 
     Returns:
-        ``({label: centroids [G_label, num_ws, w_dim] (Z: [G_label, z_dim]) float32}, grouping summary without its
-        diagnostics, the latents file's SHA-256)``. A W-space file gives one ``w`` per group ``[G_label, w_dim]``.
+        ``({label: centroids float32}, grouping summary without its diagnostics, the latents file's SHA-256)``; a
+        centroid is one ``w`` ``[G_label, w_dim]`` for a W-space file, ``[G_label, num_ws, w_dim]`` for W+, and a
+        ``z`` ``[G_label, z_dim]``-like row for Z (as inverted).
 
     Raises:
         ConfigError: the latents come from another generator or name images outside ``index``.
-        DataError: a label with fewer than ``min_groups`` groups at this k.
+        DataError: a label with fewer than ``min_groups`` groups at this k, or a grouping that fails the k check.
     """
-    from gan_zoo.invert import generator_sha256
-    from latentwalk.invert import load_latents
-
-    ids, ws, meta = load_latents(latents)
-    if meta["generator"]["sha256"] != generator_sha256(G):
-        raise ConfigError(
-            f"the latents in {Path(latents).name} were inverted with another generator; invert the real images "
-            "again with this --gan (latentwalk gan invert)"
-        )
-    known = {str(r.file.relative_to(index.root)) for r in index.records}
-    unknown = [i for i in ids if i not in known]
-    if unknown:
-        raise ConfigError(
-            f"{len(unknown)} latent(s) name images that are not in the dataset; invert this dataset's images"
-        )
-    patients = [meta["items"][i]["identity"] for i in ids]
-    point_labels = [meta["items"][i]["label"] for i in ids]
-    space = meta.get("config", {}).get("space", "w")
-    result = group_latents(ws, patients, point_labels, cfg)
+    result, space, meta = _group_inverted(latents, G, index, cfg)
     points = result.centroids[:, 0] if space == "w" else result.centroids  # W: one w per group
     centroids = {}
     for label in labels:
@@ -685,3 +698,63 @@ def latent_centroids(
     summary = result.to_dict()
     summary.pop("diagnostics", None)
     return centroids, summary, str(meta["latents_sha256"])
+
+
+def write_ksame(
+    latents: str | os.PathLike, G: Any, index: Any, cfg: KSameConfig, out_file: str | os.PathLike, *, overwrite=False
+) -> Path:
+    """The k-same stage as files: group inverted real latents, check k, write the centroids and the proof.
+
+    Writes ``out_file`` (``.safetensors``: ``centroids`` as the walks use them, ``labels`` [G] int64) and
+    ``<stem>.json``: format, the checksums of both inputs (latents file, generator) and of the centroids, the
+    grouping summary (config, labels, images and patients per group, diagnostics) and the k check that passed. No
+    patient identity, path or group membership is written; the centroids are means of at least k patients' latents,
+    yet still derived from real images: keep the files as private as the latents.
+
+    Raises:
+        ConfigError: see :func:`latent_centroids`; an ``out_file`` not ending in ``.safetensors``, or an existing one
+            without ``overwrite`` or not written by latentwalk.
+        DataError: a grouping that fails the k check (never written).
+    """
+    import hashlib
+
+    from safetensors.torch import save
+
+    from gan_zoo.invert import generator_sha256
+    from latentwalk.io import atomic_write_bytes, write_json
+    from latentwalk.outputs import claim_file, record_file
+
+    out_file = Path(out_file)
+    if out_file.suffix != ".safetensors":
+        raise ConfigError(
+            f"k-same file {out_file} must end in .safetensors; e.g. {out_file.with_suffix('.safetensors')}"
+        )
+    meta_file = out_file.with_suffix(".json")
+    for target in (out_file, meta_file):
+        claim_file(target, overwrite=overwrite, inputs={"dataset": index.root})
+    result, space, meta = _group_inverted(latents, G, index, cfg)
+    points = (result.centroids[:, 0] if space == "w" else result.centroids).float().cpu().contiguous()
+    labels = torch.tensor(result.group_labels, dtype=torch.int64)
+    blob = save({"centroids": points, "labels": labels}, metadata={"format": f"{KSAME_FORMAT}/v{KSAME_FORMAT_VERSION}"})
+    summary = result.to_dict()
+    info = {
+        "format": KSAME_FORMAT,
+        "format_version": KSAME_FORMAT_VERSION,
+        "centroids_file": out_file.name,
+        "centroids_sha256": hashlib.sha256(blob).hexdigest(),
+        "space": space,
+        "inputs": {"latents_sha256": str(meta["latents_sha256"]), "generator_sha256": generator_sha256(G)},
+        "k_check": {
+            "k": cfg.k,
+            "passed": True,
+            "min_patients_per_group": min(summary["group_patients"]),
+            "checked": "disjoint groups; >= k distinct patients each; every patient in exactly one group with all "
+            "of its images (latentwalk.ksame.check_k_anonymity)",
+        },
+        "grouping": summary,
+    }
+    atomic_write_bytes(out_file, blob)
+    write_json(meta_file, info)  # last: the commit mark
+    record_file(out_file)
+    record_file(meta_file)
+    return out_file

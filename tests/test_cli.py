@@ -210,3 +210,39 @@ def test_guides_train_cli_writes_both_models_and_prints_validation_accuracy(runn
 
     loaded = load_guides(out)
     assert loaded.contract.resolution == 32 and loaded.n_identities > 1
+
+
+def test_ksame_cli_writes_centroids_that_generate_would_walk_and_the_k_check(runner, chain, tmp_path):
+    """The k-same stage as a command: the file holds the same centroids generate computes, and the proof of k."""
+    import json
+
+    import torch
+
+    import gan_zoo
+    from latentwalk.data import open_dataset
+    from latentwalk.ksame import KSameConfig, latent_centroids
+
+    out = tmp_path / "ks.safetensors"
+    args = ["ksame", "--gan", chain["gan"], "--data", chain["data"], "--latents", chain["latents"], "--k", "2",
+            "--out", str(out), "--device", "cpu"]  # fmt: skip
+    done = runner.invoke(cli, args)
+    assert done.exit_code == 0, done.output
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["k_check"]["passed"] and info["k_check"]["min_patients_per_group"] >= 2
+    assert min(info["grouping"]["group_patients"]) >= 2
+    text = out.with_suffix(".json").read_text()
+    index = open_dataset(chain["data"])
+    assert not any(r.identity in text for r in index.records)  # no patient identity in the file
+    assert chain["data"] not in text and chain["root"].name not in text  # nor a path
+    from safetensors.torch import load_file
+
+    stored = load_file(out)
+    G = gan_zoo.load(chain["gan"])
+    labels = sorted(set(stored["labels"].tolist()))
+    expected, _, _ = latent_centroids(chain["latents"], G, index, labels, KSameConfig(k=2))
+    for label in labels:
+        assert torch.equal(stored["centroids"][stored["labels"] == label], expected[label])
+    assert runner.invoke(cli, args).exit_code == EXIT_USER_ERROR  # never over an existing file without --overwrite
+    assert runner.invoke(cli, [*args, "--overwrite"]).exit_code == 0
+    bad = runner.invoke(cli, [*args[:-4], "--k", "1000", "--out", str(tmp_path / "k1000.safetensors")])
+    assert bad.exit_code == EXIT_USER_ERROR and "k" in bad.output
