@@ -1039,6 +1039,8 @@ def weights_fetch(ctx, names, dest):
 @click.option("--k", default=_demo_default("k"), show_default=True, help="k-same: minimum patients per group.")
 @click.option("--per-label", default=_demo_default("per_label"), show_default=True, help="Synthetic images per label.")
 @click.option("--optim-steps", default=_demo_default("optim_steps"), show_default=True, help="PLAN steps per path.")
+@click.option("--privacy-weight", default=_demo_default("privacy_weight"), show_default=True,
+              help="PLAN's weight of the identity term (equidistance and class: 1).")  # fmt: skip
 @click.option("--eval-epochs", default=_demo_default("eval_epochs"), show_default=True,
               help="Epochs of the evaluation's classifiers.")  # fmt: skip
 @click.option("--seed", default=_demo_default("seed"), show_default=True, help="Seed of every stage.")
@@ -1056,6 +1058,7 @@ def demo(
     k,
     per_label,
     optim_steps,
+    privacy_weight,
     eval_epochs,
     seed,
     device,
@@ -1070,7 +1073,7 @@ def demo(
 
     cfg = DemoConfig(kind=kind, patients=patients, guide_epochs=guide_epochs, invert_steps=invert_steps,
                      invert_space=invert_space, k=k, per_label=per_label, optim_steps=optim_steps,
-                     eval_epochs=eval_epochs, seed=seed, device=device)  # fmt: skip
+                     privacy_weight=privacy_weight, eval_epochs=eval_epochs, seed=seed, device=device)  # fmt: skip
     run_demo(out, cfg, overwrite=overwrite, progress=_progress(ctx), echo=click.echo)
 
 

@@ -8,6 +8,7 @@ straight lines between the same centroids -> ``report.md`` with the pictures.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 import warnings
@@ -49,6 +50,7 @@ class DemoConfig:
     per_label: int = 32  # synthetic images per label
     n_steps: int = 10  # points per path (8 written)
     optim_steps: int = 60  # PLAN Adam steps per path
+    privacy_weight: float = 0.1  # PLAN's weight of the identity term (its reference: 0.1); equidistance, class: 1
     walk_steps: int = 16  # points of the linear-vs-PLAN picture
     eval_epochs: int = 10  # evaluation: utility classifiers (2 seeds) and the re-identification model
     seed: int = 0
@@ -114,6 +116,9 @@ def run_demo(
 
     if cfg.invert_space not in SPACES:
         raise ConfigError(f'unknown inversion space "{cfg.invert_space}"; expected one of {", ".join(SPACES)}')
+    pw = cfg.privacy_weight
+    if isinstance(pw, bool) or not isinstance(pw, (int, float)) or not math.isfinite(pw) or pw < 0:
+        raise ConfigError(f"privacy_weight must be a number >= 0, got {pw!r}")
     if cfg.patients is None:
         cfg = dataclasses.replace(cfg, patients=DEFAULT_PATIENTS[cfg.kind])
     say = echo if echo is not None else (lambda _m: None)
@@ -159,6 +164,7 @@ def run_demo(
         n_steps=cfg.n_steps,
         paths_per_item=4,
         optim_steps=cfg.optim_steps,
+        weights=(cfg.privacy_weight, 1.0, 1.0),
         k=cfg.k,
         seed=cfg.seed,
         device=cfg.device,
@@ -186,7 +192,7 @@ def run_demo(
             centroids, _, _ = latent_centroids(gen_cfg.latents, G, index, [label], kcfg, min_groups=2)
         ends = (centroids[label][:1].to(device), centroids[label][1:2].to(device))  # two k-same centroids
         walk = compare_walks(G, guides, gate, label, n_steps=cfg.walk_steps, endpoints=ends,
-                             plan_cfg=PlanConfig(optim_steps=cfg.optim_steps))  # fmt: skip
+                             plan_cfg=PlanConfig(optim_steps=cfg.optim_steps, weights=gen_cfg.weights))  # fmt: skip
         save_walk(walk, out)
         rows = sorted((synth / "images").rglob("*.png"))
         if rows:

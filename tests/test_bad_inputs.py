@@ -295,3 +295,13 @@ def test_demo_refuses_an_unknown_inversion_space_before_writing(tmp_path):
     with pytest.raises(ConfigError, match='unknown inversion space "q"; expected one of w, w\\+, z'):
         run_demo(tmp_path / "demo", DemoConfig(invert_space="q"))
     assert not (tmp_path / "demo").exists()
+
+
+@pytest.mark.parametrize("weight", [-1.0, float("nan"), "3", True])
+def test_demo_refuses_a_bad_privacy_weight_before_writing(tmp_path, weight):
+    from latentwalk.demo import DemoConfig, run_demo
+    from latentwalk.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="privacy_weight must be a number >= 0"):
+        run_demo(tmp_path / "demo", DemoConfig(privacy_weight=weight))
+    assert not (tmp_path / "demo").exists()
