@@ -19,6 +19,7 @@ import click
 from latentwalk import __version__
 from latentwalk.data.splits import DEFAULT_FRACTIONS
 from latentwalk.errors import ConfigError, LatentwalkError
+from latentwalk.spaces import GATE_SPACES
 
 EXIT_USER_ERROR = 2
 
@@ -771,7 +772,7 @@ _GENERATE_HELP = {
 }
 _GENERATE_CHOICES = {
     "method": ("linear", "plan", "ksame", "ksame-plan"),
-    "gate_space": ("identity", "lpips", "ssim"),
+    "gate_space": GATE_SPACES,
     "gate_split": ("train", "all"),
     "ksame_method": ("greedy", "kmeans"),
     "ksame_spread": ("mean", "restore"),
@@ -879,7 +880,7 @@ def generate_cmd(ctx, config_file, out, overwrite, **options):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--n-steps", default=20, show_default=True, help="Points per path, endpoints included.")
 @click.option("--optim-steps", default=200, show_default=True, help="PLAN's Adam steps.")
-@click.option("--gate-space", type=click.Choice(["identity", "lpips", "ssim"]), default="identity",
+@click.option("--gate-space", type=click.Choice(GATE_SPACES), default="identity",
               show_default=True, help="Distance space of the plot.")  # fmt: skip
 @click.option("--gate-percentile", default=5.0, show_default=True, help="Threshold line: this percentile of "
               "real nearest-other-patient distances.")  # fmt: skip

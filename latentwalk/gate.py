@@ -25,10 +25,10 @@ import torch
 from torch import Tensor
 
 from latentwalk.errors import ConfigError, DataError
+from latentwalk.spaces import GATE_SPACES, embedder
 
 __all__ = ["GATE_SPACES", "Gate", "LabelGate", "build_gate", "build_label_gate"]
 
-GATE_SPACES = ("identity", "lpips", "ssim")
 _CHUNK = 256  # images per embedding pass
 
 
@@ -104,29 +104,11 @@ def _round(x: float) -> float:
 
 
 def _embedder(space: str, guides: Any, lpips_net: Any, device: torch.device) -> Callable[[Tensor], Tensor]:
-    if space == "identity":
-        net = guides.identity
-        if not hasattr(net, "embed"):
-            raise ConfigError("the identity guide has no embed(); train guides with latentwalk (GuideCNN/ResNet18)")
+    if space == "lpips" and lpips_net is None:
+        from latentwalk.weights import lpips_model
 
-        def embed(x: Tensor) -> Tensor:
-            return torch.cat([net.embed(part.to(device)).float() for part in x.split(_CHUNK)])
-
-        return embed
-    if space == "lpips":
-        from latentwalk.distances import LpipsEmbedding
-
-        if lpips_net is None:
-            from latentwalk.weights import lpips_model
-
-            lpips_net = lpips_model("alex", device=device)
-        emb = LpipsEmbedding(lpips_net)
-
-        def embed(x: Tensor) -> Tensor:
-            return torch.cat([emb(part.to(device)).float() for part in x.split(_CHUNK)])
-
-        return embed
-    return lambda x: x.to(device)
+        lpips_net = lpips_model("alex", device=device)
+    return embedder(space, guides=guides, lpips_net=lpips_net, device=device, chunk=_CHUNK)
 
 
 @torch.no_grad()

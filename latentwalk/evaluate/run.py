@@ -22,11 +22,12 @@ from torch import Tensor
 
 from latentwalk.config import StageConfig
 from latentwalk.errors import ConfigError, DataError, MissingWeightsError
+from latentwalk.spaces import EVAL_SPACES, embedder
+from latentwalk.spaces import SPACES as REGISTRY
 
 __all__ = ["SPACES", "EvalConfig", "EvalResult", "read_synthetic", "evaluate"]
 
-SPACES = ("identity", "lpips", "ssim", "pixels")
-_METRIC = {"identity": "cosine", "lpips": "sqeuclidean", "pixels": "euclidean"}
+SPACES = EVAL_SPACES  # the registry's (latentwalk.spaces)
 
 
 @dataclass(frozen=True)
@@ -172,15 +173,14 @@ def _load(real_dir: Path, syn_dir: Path, cfg: EvalConfig, progress: bool) -> _Da
 
 
 def _embedders(cfg: EvalConfig, guides: Any, device: torch.device, notes: list[str]) -> dict[str, Callable]:
-    from latentwalk.distances import LpipsEmbedding
-
     out: dict[str, Callable] = {}
     for space in cfg.spaces:
         if space == "identity":
             if guides is None:
                 notes.append("identity space skipped: no --guides given")
                 continue
-            out[space] = lambda x, net=guides.identity: _batched(net.embed, x, device)
+            emb = embedder(space, guides=guides, device=device, chunk=128)
+            out[space] = lambda x, emb=emb: emb(x).double().cpu()
         elif space == "lpips":
             from latentwalk.weights import lpips_model
 
@@ -191,18 +191,13 @@ def _embedders(cfg: EvalConfig, guides: Any, device: torch.device, notes: list[s
                     raise
                 notes.append(f"LPIPS space skipped: {e}")
                 continue
-            emb = LpipsEmbedding(net)
-            out[space] = lambda x, emb=emb: _batched(emb, x, device)
+            emb = embedder(space, lpips_net=net, device=device, chunk=128)
+            out[space] = lambda x, emb=emb: emb(x).double().cpu()
         elif space == "pixels":
             out[space] = lambda x: x.flatten(1).double()
         else:
             out[space] = lambda x: x  # ssim works on images
     return out
-
-
-@torch.no_grad()
-def _batched(fn: Callable, x: Tensor, device: torch.device, batch: int = 128) -> Tensor:
-    return torch.cat([fn(part.to(device)).double().cpu() for part in x.split(batch)])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -354,7 +349,7 @@ def _privacy_space(
             "dcr_p_closer": privacy.auc_score(-d_syn, -d_hold),
         }
         return result, [(int(s), int(i_syn[s]), float(d_syn[s])) for s in order], (d_syn.tolist(), d_hold.tolist())
-    metric = _METRIC[space]
+    metric = REGISTRY[space].metric
     e_tr, e_ho, e_sy = embed(data.train), embed(data.holdout), embed(data.syn)
     from latentwalk.distances import nearest
 
