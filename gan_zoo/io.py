@@ -27,6 +27,7 @@ __all__ = [
     "write_json",
     "write_csv",
     "load_checked_safetensors",
+    "changed_keys",
 ]
 
 
@@ -162,3 +163,25 @@ def load_checked_safetensors(blob: bytes, path: str | os.PathLike, expected_sha2
         return load(blob)
     except SafetensorError as e:
         raise DataError(f"{path} is not a readable safetensors file ({e})") from e
+
+
+def changed_keys(old: Any, new: Any, *, ignore: Iterable[str] = ()) -> list[str]:
+    """The keys whose values differ between two records of a run's settings, sorted; a key holding a dict on both
+    sides is compared key by key and named ``key.sub``. Both sides go through JSON first, so a tuple equals the list
+    it was written as. The one comparison behind every "resume with the same settings" message (inversion, training,
+    generation); ``ignore`` names top-level keys that may differ (e.g. options resolved at run time).
+    """
+    old, new = json.loads(json.dumps(old)), json.loads(json.dumps(new))
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return [] if old == new else ["(whole record)"]
+    skip = set(ignore)
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if key in skip or a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{key}.{sub}" for sub in changed_keys(a, b)]
+        else:
+            out.append(key)
+    return out

@@ -37,7 +37,7 @@ from gan_zoo.augment import diff_augment, parse_policy
 from gan_zoo.checkpoint import load_state_dict_strict, save_generator
 from gan_zoo.config import StageConfig
 from gan_zoo.errors import ConfigError
-from gan_zoo.io import atomic_write_bytes, atomic_write_text, write_json
+from gan_zoo.io import atomic_write_bytes, atomic_write_text, changed_keys, write_json
 from gan_zoo.sampling import save_grid
 from gan_zoo.stylegan2 import Discriminator, Generator
 
@@ -386,10 +386,12 @@ def train_gan(
     if resume and (out / "state.json").is_file():
         info = _load_state(out, nets, opts, gen)
         saved = TrainConfig.from_dict(info["config"])
-        if {**saved.to_dict(), "kimg": 0} != {**cfg.to_dict(), "kimg": 0} or info["fingerprint"] != fingerprint:
+        diff = changed_keys(saved.to_dict(), cfg.to_dict(), ignore=["kimg"])
+        if diff or info["fingerprint"] != fingerprint:
+            what = f"different settings ({', '.join(diff)})" if diff else "a different dataset"
             raise ConfigError(
-                f"{out} holds a run with a different configuration or dataset; resume with the same options "
-                f"(only --kimg may change) or choose a new --out"
+                f"{out} holds a run with {what}; resume with the same options (only --kimg may change) or choose "
+                "a new --out"
             )
         images_seen, step = info["images_seen"], info["step"]
         start_kimg = images_seen / 1000

@@ -24,7 +24,7 @@ from gan_zoo.devices import device_of
 from gan_zoo.invert import InvertConfig, Projector, check_projectable, finite_or_none, generator_sha256
 from latentwalk.data.preprocess import ImageFolderDataset
 from latentwalk.errors import ConfigError, DataError
-from latentwalk.io import atomic_write_bytes, load_checked_safetensors, read_versioned_json, write_json
+from latentwalk.io import atomic_write_bytes, changed_keys, load_checked_safetensors, read_versioned_json, write_json
 from latentwalk.outputs import claim_file, record_file
 
 __all__ = ["LATENTS_FORMAT", "LATENTS_FORMAT_VERSION", "invert_dataset", "load_latents"]
@@ -193,12 +193,7 @@ def _start_or_resume(partial: Path, plan: dict[str, Any]) -> None:
         except (OSError, json.JSONDecodeError) as e:
             raise DataError(f"{plan_file} is unreadable ({e}); delete {partial} to start over") from e
         if old != plan:
-            diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
-            if "config" in diff and isinstance(old.get("config"), dict):
-                cfg_diff = sorted(
-                    k for k in set(old["config"]) | set(plan["config"]) if old["config"].get(k) != plan["config"].get(k)
-                )
-                diff = [d for d in diff if d != "config"] + [f"config.{k}" for k in cfg_diff]
+            diff = changed_keys(old, plan)
             raise ConfigError(
                 f"the unfinished run in {partial} used different settings ({', '.join(diff)}); rerun with the same "
                 f"options to resume it, or delete {partial} to start over"

@@ -46,7 +46,15 @@ from latentwalk.config import StageConfig
 from latentwalk.distances import mean_pairwise_distance
 from latentwalk.errors import ConfigError, DataError, DistributedError, LatentwalkError
 from latentwalk.gate import GATE_SPACES, Gate, LabelGate, build_gate, build_label_gate
-from latentwalk.io import atomic_write_bytes, atomic_write_text, read_json_dict, sha256_file, write_csv, write_json
+from latentwalk.io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    changed_keys,
+    read_json_dict,
+    sha256_file,
+    write_csv,
+    write_json,
+)
 from latentwalk.outputs import claim_dir, mark_dir, replace_dir
 from latentwalk.provenance import versions
 
@@ -739,10 +747,9 @@ def _setup(cfg: GenerateConfig, world: _World, progress: bool, lpips_net: Any = 
 
 
 def _diff_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Keys whose values differ once both sides went through JSON (tuples and lists compare equal)."""
-    old, new = json.loads(json.dumps(old)), json.loads(json.dumps(new))
-    auto = {k for k in ("chunk", "amp") if new.get(k) is None}  # resolved in run.json, unset in the new config
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in auto)
+    """Settings that differ (:func:`latentwalk.io.changed_keys`); chunk and amp unset in the new config were resolved
+    at run time in the old one and do not count."""
+    return changed_keys(old, new, ignore=[k for k in ("chunk", "amp") if new.get(k) is None])
 
 
 _GENERATE = "generate"

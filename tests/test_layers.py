@@ -113,3 +113,13 @@ def test_the_module_graph_has_no_cycle():
                 graph[m].add(dep)
     cycle = _find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_changed_keys_names_what_differs_at_any_depth_and_ignores_tuple_vs_list():
+    from gan_zoo.io import changed_keys
+
+    old = {"a": 1, "w": (0.1, 1.0), "config": {"steps": 10, "lr": 0.1}, "gone": 2}
+    new = {"a": 1, "w": [0.1, 1.0], "config": {"steps": 13, "lr": 0.1}, "chunk": 64}
+    assert changed_keys(old, new) == ["chunk", "config.steps", "gone"]
+    assert changed_keys(old, new, ignore=["chunk", "gone"]) == ["config.steps"]
+    assert changed_keys(old, old) == []

@@ -92,8 +92,10 @@ def test_resume_after_stop_gives_the_same_generator_as_one_run(tmp_path, data):
 def test_resume_with_other_options_is_refused(tmp_path, data):
     images, labels = data
     train_gan(images, labels, tmp_path / "run", TrainConfig(kimg=0.008, **TINY))
-    with pytest.raises(ConfigError, match="different configuration"):
+    with pytest.raises(ConfigError, match=r"different settings \(lr\)"):
         train_gan(images, labels, tmp_path / "run", TrainConfig(kimg=0.016, lr=0.01, **TINY), resume=True)
+    with pytest.raises(ConfigError, match="a different dataset"):
+        train_gan(images.flip(0), labels.flip(0), tmp_path / "run", TrainConfig(kimg=0.016, **TINY), resume=True)
 
 
 def test_non_empty_run_folder_without_resume_is_refused(tmp_path, data):
