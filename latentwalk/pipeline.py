@@ -20,32 +20,54 @@ them), and ids are sequential.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import io
 import json
-import math
 import os
 import platform
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from gan_zoo.sampling import has_fused_toggle
-from gan_zoo.seeds import sequence_seed
-from latentwalk.config import StageConfig
 from latentwalk.distances import mean_pairwise_distance
-from latentwalk.errors import ConfigError, DataError, DistributedError, LatentwalkError
-from latentwalk.gate import GATE_SPACES, Gate, LabelGate, build_gate, build_label_gate
+from latentwalk.errors import ConfigError, DataError
+from latentwalk.gate import Gate, build_gate, build_label_gate
+from latentwalk.generation.card import dataset_card, round6
+from latentwalk.generation.config import (
+    GATE_SPLITS,
+    METHODS,
+    PATH_FIELDS,
+    WITHHELD,
+    GenerateConfig,
+    load_config_file,
+    parse_keep,
+    public_config,
+    public_spec,
+    resolve_spec_path,
+)
+from latentwalk.generation.items import (
+    Context,
+    Item,
+    distinct_pairs,
+    from_uint8,
+    item_file,
+    plan_round,
+    read_item,
+    run_item,
+    to_uint8,
+    write_item,
+)
+from latentwalk.generation.world import DIST_TIMEOUT_ENV, World
+from latentwalk.generation.world import world as join_world
 from latentwalk.io import (
     atomic_write_bytes,
     atomic_write_text,
@@ -71,10 +93,12 @@ __all__ = [
     "check_guides",
     "resolve_spec_path",
     "dataset_card",
+    "PATH_FIELDS",
+    "GATE_SPLITS",
+    "WITHHELD",
+    "DIST_TIMEOUT_ENV",
 ]
 
-METHODS = ("linear", "plan", "ksame", "ksame-plan")
-GATE_SPLITS = ("train", "all")
 RUN_FORMAT = "latentwalk.synthetic-dataset"
 RUN_FORMAT_VERSION = 1
 WORK_DIR = ".work"
@@ -90,481 +114,6 @@ MANIFEST_COLUMNS = (
     "nearest_real_distance",
     "gate",
 )
-WITHHELD = "<withheld>"
-_SAMPLE_BATCH = 64  # endpoint draws per pass (fixed: the drawn points depend on it)
-_MAX_DRAWS_PER_POINT = 1000  # endpoint_filter gives up after this many draws per endpoint wanted
-_PAIR_ORDER = 1 << 20  # the "round" slot of the seed that orders ksame-plan's centroid pairs (no real round reaches it)
-_MAX_GROWTH = 8  # a top-up round plans at most this many times the items of round 0 for a label
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Configuration.
-
-
-@dataclass(frozen=True)
-class GenerateConfig(StageConfig):
-    """Options of ``latentwalk generate``; the single source of defaults for the API, the TOML file and the flags."""
-
-    STAGE: ClassVar[str] = "generate"
-
-    gan: str = "demo:cxr"  # generator spec (gan_zoo.load): demo:cxr, lite:PATH, stylegan:PATH.pkl, module:...
-    guides: str = ""  # guides folder (latentwalk guides train); required
-    data: str = ""  # the real dataset folder (labels, patients, the gate's reference images); required
-    layout: str = "auto"  # dataset layout (latentwalk data check --help)
-    latents: str | None = None  # inverted real latents (latentwalk gan invert); required by ksame and ksame-plan
-    method: str = "plan"  # linear | plan | ksame | ksame-plan
-    per_label: int = 50  # images wanted per label (class balance); ksame: at most one per k-same group
-    n_steps: int = 10  # points per path including both endpoints
-    keep: str = "interior"  # path points written: "interior" (not the endpoints), "all", or indices "1,3,5"
-    paths_per_item: int = 8  # paths optimised together in one work item (ksame: groups per item)
-    seed: int = 0  # every item's seed derives from it
-    truncation_psi: float = 1.0  # linear/plan: truncation of the sampled endpoints (1 = off)
-    endpoint_filter: bool = True  # linear/plan: keep only drawn endpoints the class guide assigns to the label
-    optim_steps: int = 200  # plan/ksame-plan: Adam steps per path (PLAN's reference: 500)
-    lr: float = 0.1  # plan/ksame-plan: Adam learning rate
-    weights: tuple[float, float, float] = (0.1, 1.0, 1.0)  # plan/ksame-plan: (privacy, equidistance, class)
-    chunk: int | None = None  # images per synthesis + classifier pass; None = 64 on CPU/MPS, sized to memory on CUDA
-    k: int = 5  # ksame/ksame-plan: minimum patients per group
-    ksame_method: str = "greedy"  # ksame/ksame-plan: greedy | kmeans
-    ksame_spread: str = "mean"  # ksame/ksame-plan: centroid = mean | restore (members' typical distance from the mean)
-    gate_space: str = "identity"  # nearest-real distance space: identity | lpips | ssim
-    gate_threshold: float | None = None  # reject below it; None = the gate_percentile of real-to-real distances
-    gate_percentile: float = 5.0  # percentile of real nearest-other-patient distances used as the threshold
-    gate_split: str = "train"  # real images the gate compares with: train | all
-    label_gate: bool = True  # write a candidate only when the class guide gives its label >= label_threshold
-    label_threshold: float | None = None  # None = the label_percentile of real validation images' true-label prob.
-    label_percentile: float = 5.0  # derived label threshold: this percentile over the real validation split
-    max_rounds: int = 4  # rounds of items (later rounds top up labels short after gate rejections)
-    device: str = "auto"  # auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps
-    amp: bool | None = None  # plan/ksame-plan: bfloat16 autocast; None = on for CUDA, off elsewhere
-
-    def __post_init__(self) -> None:
-        for name in ("per_label", "n_steps", "paths_per_item", "optim_steps", "k", "max_rounds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"{name} must be an integer, got {value!r}")
-        for name, low in (("per_label", 1), ("n_steps", 3), ("paths_per_item", 1), ("k", 1), ("max_rounds", 1)):
-            if getattr(self, name) < low:
-                raise ConfigError(f"{name} must be >= {low}, got {getattr(self, name)}")
-        if self.optim_steps < 0:
-            raise ConfigError(f"optim_steps must be >= 0, got {self.optim_steps}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
-        if self.method not in METHODS:
-            raise ConfigError(f'unknown method "{self.method}"; expected one of {", ".join(METHODS)}')
-        if self.gate_space not in GATE_SPACES:
-            raise ConfigError(f'unknown gate_space "{self.gate_space}"; expected one of {", ".join(GATE_SPACES)}')
-        if self.gate_split not in GATE_SPLITS:
-            raise ConfigError(f'unknown gate_split "{self.gate_split}"; expected one of {", ".join(GATE_SPLITS)}')
-        if self.ksame_method not in ("greedy", "kmeans"):
-            raise ConfigError(f'unknown ksame_method "{self.ksame_method}"; expected greedy or kmeans')
-        if self.ksame_spread not in ("mean", "restore"):
-            raise ConfigError(f'unknown ksame_spread "{self.ksame_spread}"; expected mean or restore')
-        for name in ("gan", "guides", "data", "layout", "device", "keep"):
-            if not isinstance(getattr(self, name), str):
-                raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
-        if self.latents is not None and not isinstance(self.latents, str):
-            raise ConfigError(f"latents must be a path string or None, got {self.latents!r}")
-        if self.chunk is not None and (isinstance(self.chunk, bool) or not isinstance(self.chunk, int)):
-            raise ConfigError(f"chunk must be an integer >= 1 or None (auto), got {self.chunk!r}")
-        if self.chunk is not None and self.chunk < 1:
-            raise ConfigError(f"chunk must be >= 1, got {self.chunk}")
-        if not isinstance(self.endpoint_filter, bool):
-            raise ConfigError(f"endpoint_filter must be true or false, got {self.endpoint_filter!r}")
-        if self.amp is not None and not isinstance(self.amp, bool):
-            raise ConfigError(f"amp must be true, false or unset (auto), got {self.amp!r}")
-        if not isinstance(self.label_gate, bool):
-            raise ConfigError(f"label_gate must be true or false, got {self.label_gate!r}")
-        if not isinstance(self.label_percentile, (int, float)) or not 0 <= self.label_percentile <= 100:
-            raise ConfigError(f"label_percentile must be in [0, 100], got {self.label_percentile!r}")
-        lt = self.label_threshold
-        if lt is not None and (isinstance(lt, bool) or not isinstance(lt, (int, float)) or not 0 <= lt <= 1):
-            raise ConfigError(f"label_threshold must be a probability in [0, 1] or unset (derived), got {lt!r}")
-        for name in ("truncation_psi", "lr", "gate_percentile", "label_percentile"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number, got {value!r}")
-            object.__setattr__(self, name, float(value))  # 1 and 1.0 are one configuration
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if not 0 < self.gate_percentile < 100:
-            raise ConfigError(f"gate_percentile must be in (0, 100), got {self.gate_percentile}")
-        t = self.gate_threshold
-        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0):
-            raise ConfigError(f"gate_threshold must be a number >= 0 or unset (derived), got {t!r}")
-        w = tuple(self.weights) if isinstance(self.weights, (tuple, list)) else None
-        if w is None or len(w) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in w):
-            raise ConfigError(f"weights must be three numbers (privacy, equidistance, class), got {self.weights!r}")
-        object.__setattr__(self, "weights", tuple(float(x) for x in w))
-        if t is not None:
-            object.__setattr__(self, "gate_threshold", float(t))
-        if lt is not None:
-            object.__setattr__(self, "label_threshold", float(lt))
-        parse_keep(self.keep, self.n_steps)  # raises on a bad selection
-
-    def check_inputs(self) -> None:
-        """Raise :class:`ConfigError` when a required input for the method is missing."""
-        if not self.guides:
-            raise ConfigError("guides is required: a folder written by `latentwalk guides train` (--guides DIR)")
-        if not self.data:
-            raise ConfigError("data is required: the real dataset the guides were trained on (--data DIR)")
-        if self.method in ("ksame", "ksame-plan") and not self.latents:
-            raise ConfigError(
-                f"method {self.method} needs the inverted real latents (--latents FILE from `latentwalk gan invert`)"
-            )
-
-
-def parse_keep(keep: str, n_steps: int) -> tuple[int, ...]:
-    """Path points to write: ``"interior"``, ``"all"`` or comma-separated indices in ``[0, n_steps)``."""
-    if not isinstance(keep, str):
-        raise ConfigError(f'keep must be "interior", "all" or indices like "1,3,5", got {keep!r}')
-    if keep == "interior":
-        return tuple(range(1, n_steps - 1))
-    if keep == "all":
-        return tuple(range(n_steps))
-    try:
-        steps = tuple(int(part) for part in keep.split(","))
-    except ValueError:
-        raise ConfigError(f'keep must be "interior", "all" or indices like "1,3,5", got "{keep}"') from None
-    if not steps or len(set(steps)) != len(steps) or any(s < 0 or s >= n_steps for s in steps):
-        raise ConfigError(f"keep indices must be distinct and in [0, {n_steps}) for n_steps={n_steps}, got {keep}")
-    return tuple(sorted(steps))
-
-
-PATH_FIELDS = ("guides", "data", "latents")  # resolved against the TOML file's folder when relative
-
-
-def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a TOML run file into option values (keys may use ``-`` or ``_``; relative paths are the file's).
-
-    Besides :class:`GenerateConfig`'s fields the file may hold ``out`` (the output folder), returned as given.
-
-    Raises:
-        ConfigError: unreadable TOML, unknown keys, or tables (the file is flat: ``key = value`` lines).
-    """
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {path} is not valid TOML ({e})") from None
-    values = {key.replace("-", "_"): value for key, value in raw.items()}
-    tables = sorted(k for k, v in values.items() if isinstance(v, dict))
-    if tables:
-        raise ConfigError(f"config file {path}: sections {tables} are not used; write every option as key = value")
-    GenerateConfig.from_dict({k: v for k, v in values.items() if k != "out"})  # unknown keys, bad values
-    for key in PATH_FIELDS:
-        if isinstance(values.get(key), str) and values[key] and not Path(values[key]).is_absolute():
-            values[key] = str((path.parent / values[key]).resolve())
-    gan = values.get("gan")
-    if isinstance(gan, str):
-        values["gan"] = resolve_spec_path(gan, path.parent)
-    return values
-
-
-def resolve_spec_path(spec: str, base: Path) -> str:
-    """Make the path inside a ``lite:``/``stylegan:``/bare-path spec absolute, relative to ``base``."""
-    scheme, sep, rest = spec.partition(":")
-    if sep and scheme in ("lite", "stylegan"):
-        return f"{scheme}:{(base / rest).resolve()}" if not Path(rest).is_absolute() else spec
-    if sep and scheme in ("demo", "module"):
-        return spec
-    return str((base / spec).resolve()) if not Path(spec).is_absolute() else spec
-
-
-def _public_spec(spec: str) -> str:
-    scheme, sep, _ = spec.partition(":")
-    if sep and scheme in ("demo", "module"):
-        return spec
-    return f"{scheme}:{WITHHELD}" if sep and scheme in ("lite", "stylegan") else WITHHELD
-
-
-def public_config(cfg: GenerateConfig) -> dict[str, Any]:
-    """The configuration as written to ``run.json``: paths to private inputs withheld."""
-    d = cfg.to_dict()
-    d["weights"] = list(cfg.weights)
-    for key in PATH_FIELDS:
-        if d[key]:
-            d[key] = WITHHELD
-    d["gan"] = _public_spec(cfg.gan)
-    return d
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Work items.
-
-
-@dataclass(frozen=True)
-class Item:
-    """One unit of work: ``paths_per_item`` paths (or k-same groups) of one label."""
-
-    round: int
-    label: int
-    index: int
-    seed: int
-    groups: tuple[int, ...] = ()  # ksame: indices of the label's groups rendered by this item
-
-    @property
-    def name(self) -> str:
-        return f"r{self.round:02d}-l{self.label:03d}-i{self.index:05d}"
-
-
-def item_seed(seed: int, round_: int, label: int, index: int) -> int:
-    """A 63-bit seed for an item, independent of how items are dealt to processes."""
-    return sequence_seed(seed, round_, label, index)
-
-
-@dataclass
-class _Context:
-    cfg: GenerateConfig
-    G: Any
-    guides: Any
-    gate: Gate
-    labels: tuple[int, ...]
-    label_names: tuple[str, ...]
-    keep: tuple[int, ...]
-    chunk: int
-    amp: bool
-    device: torch.device
-    label_gate: LabelGate | None = None  # None = off
-    centroids: dict[int, Tensor] = field(default_factory=dict)  # ksame/ksame-plan: per label [groups, ...]
-    pairs: dict[int, Tensor] = field(default_factory=dict)  # ksame-plan: per label [pairs, 2] distinct group pairs
-    ksame_summary: dict[str, Any] | None = None
-
-
-def _per_item(ctx: _Context) -> int:
-    return ctx.cfg.paths_per_item * len(ctx.keep)
-
-
-def plan_round(
-    ctx: _Context, round_: int, stats: dict[int, tuple[int, int]], planned: dict[int, int] | None = None
-) -> list[Item]:
-    """Items of round ``round_`` given ``stats[label] = (accepted, candidates)`` and ``planned[label]`` (items) of
-    the earlier rounds.
-
-    ``ksame`` renders each group once, in round 0 (at most ``per_label`` groups per label). ``ksame-plan`` walks each
-    distinct pair of a label's groups at most once (a path between the same centroids is the same path): item ``j``
-    of a label takes the next ``paths_per_item`` pairs, and no item is planned once the pairs are used up.
-    """
-    cfg, items, planned = ctx.cfg, [], planned or {}
-    per = cfg.paths_per_item
-    for label in ctx.labels:
-        accepted, candidates = stats.get(label, (0, 0))
-        if cfg.method == "ksame":
-            if round_ > 0:
-                continue  # one image per group: there is nothing more to draw
-            n_groups = min(ctx.centroids[label].shape[0], cfg.per_label)
-            for j, start in enumerate(range(0, n_groups, per)):
-                groups = tuple(range(start, min(start + per, n_groups)))
-                items.append(Item(0, label, j, item_seed(cfg.seed, 0, label, j), groups))
-            continue
-        need = cfg.per_label - accepted
-        if need <= 0:
-            continue
-        first = math.ceil(cfg.per_label / _per_item(ctx))
-        if round_ == 0:
-            n = first
-        else:
-            rate = max(accepted / candidates, 0.05) if candidates else 1.0
-            n = min(math.ceil(need / (_per_item(ctx) * rate)), _MAX_GROWTH * first)
-        if cfg.method == "ksame-plan":
-            done = planned.get(label, 0) * per  # pairs taken by earlier rounds
-            n_pairs = ctx.pairs[label].shape[0]
-            n = min(n, math.ceil(max(0, n_pairs - done) / per))
-            for j in range(n):
-                rows = tuple(range(done + j * per, min(done + (j + 1) * per, n_pairs)))
-                items.append(Item(round_, label, j, item_seed(cfg.seed, round_, label, j), rows))
-            continue
-        items.extend(Item(round_, label, j, item_seed(cfg.seed, round_, label, j)) for j in range(n))
-    return items
-
-
-def _distinct_pairs(n_groups: int, seed: int, label: int) -> Tensor:
-    """Every unordered pair of ``n_groups`` groups once, ``[n(n-1)/2, 2]``, in an order shuffled by (seed, label)."""
-    pairs = torch.combinations(torch.arange(n_groups), r=2)  # [P, 2], i < j
-    gen = torch.Generator().manual_seed(item_seed(seed, _PAIR_ORDER, label, 0))
-    return pairs[torch.randperm(pairs.shape[0], generator=gen)]
-
-
-def _endpoints(ctx: _Context, item: Item, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    from latentwalk.paths import sample_w
-
-    cfg, P = ctx.cfg, ctx.cfg.paths_per_item
-    if cfg.method in ("linear", "plan"):
-        w = sample_w(
-            ctx.G,
-            2 * P,
-            truncation_psi=cfg.truncation_psi,
-            generator=gen,
-            label=item.label,
-            class_net=ctx.guides.classifier if cfg.endpoint_filter else None,
-            batch=_SAMPLE_BATCH,
-            max_draws=_MAX_DRAWS_PER_POINT * 2 * P,  # a generator may rarely make a label (e.g. a mild DR grade)
-        )  # [2P, w_dim]
-        return w[0::2], w[1::2]
-    cents = ctx.centroids[item.label]  # [groups, ...]
-    rows = ctx.pairs[item.label][list(item.groups)]  # [p, 2] distinct group pairs of this item
-    return cents[rows[:, 0]], cents[rows[:, 1]]
-
-
-def _run_item(ctx: _Context, item: Item) -> dict[str, Tensor]:
-    """Candidates of one item, their nearest-real distances and gate decisions (accepted images as uint8)."""
-    from latentwalk.paths import PlanConfig, linear_paths, plan_paths, render_paths
-
-    cfg = ctx.cfg
-    gen = torch.Generator().manual_seed(item.seed)
-    if cfg.method == "ksame":
-        cents = ctx.centroids[item.label][list(item.groups)]  # [g, ...]
-        paths = cents[:, None]  # one "path" of one point per group
-        keep: Sequence[int] = (0,)
-    else:
-        w_a, w_b = _endpoints(ctx, item, gen)
-        if cfg.method == "linear" or cfg.optim_steps == 0:
-            paths = linear_paths(w_a, w_b, cfg.n_steps)
-        else:
-            plan_cfg = PlanConfig(
-                n_steps=cfg.n_steps,
-                optim_steps=cfg.optim_steps,
-                lr=cfg.lr,
-                weights=cfg.weights,
-                chunk=ctx.chunk,
-                amp=ctx.amp,
-                fused_modconv=False if has_fused_toggle(ctx.G) else None,
-            )
-            labels = torch.full((w_a.shape[0],), item.label, dtype=torch.long, device=w_a.device)
-            paths = plan_paths(ctx.G, w_a, w_b, labels, ctx.guides.identity, ctx.guides.classifier, plan_cfg).ws
-        keep = ctx.keep
-    images = render_paths(ctx.G, paths[:, list(keep)].contiguous(), chunk=ctx.chunk)  # [P, S, C, R, R]
-    n_paths, n_keep = images.shape[:2]
-    u8 = to_uint8(images.flatten(0, 1))  # [P*S, C, R, R]
-    seen = from_uint8(u8).to(ctx.device)  # both gates see exactly the bytes written
-    dist = ctx.gate.distances(seen)
-    private = ctx.gate.accept(dist).cpu()
-    record = {
-        "path": torch.arange(n_paths).repeat_interleave(n_keep),
-        "step": torch.tensor(list(keep), dtype=torch.long).repeat(n_paths),
-        "distance": dist,
-        "private": private.to(torch.uint8),
-    }
-    ok = private
-    if ctx.label_gate is not None:
-        prob = ctx.label_gate.probabilities(seen, item.label)
-        labelled = ctx.label_gate.accept(prob)
-        record["label_prob"] = prob
-        record["labelled"] = labelled.to(torch.uint8)
-        ok = ok & labelled
-    record["accepted"] = ok.to(torch.uint8)
-    record["images"] = u8[ok.to(u8.device)].cpu().contiguous()
-    return record
-
-
-def to_uint8(images: Tensor) -> Tensor:
-    """[-1, 1] float images to uint8 (round to nearest)."""
-    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def from_uint8(images: Tensor) -> Tensor:
-    return images.float() / 127.5 - 1
-
-
-def _item_file(work: Path, item: Item) -> Path:
-    return work / "items" / f"{item.name}.safetensors"
-
-
-def _write_item(path: Path, result: dict[str, Tensor], seed: int) -> None:
-    from safetensors.torch import save
-
-    atomic_write_bytes(path, save(result, metadata={"seed": str(seed)}))
-
-
-def _read_item(path: Path) -> dict[str, Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    try:
-        return load(path.read_bytes())
-    except (SafetensorError, OSError) as e:
-        raise DataError(f"work item {path} is unreadable ({e}); delete it and rerun to recompute it") from e
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Distributed helpers (torchrun).
-
-
-@dataclass(frozen=True)
-class _World:
-    rank: int = 0
-    size: int = 1
-    local_rank: int = 0
-
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Run one phase on every rank, then agree on its outcome: when any rank failed, every rank stops with an
-        error naming that rank and its message (the failed rank raises its own error), instead of the others
-        waiting at the next collective. Also a barrier."""
-        if self.size <= 1:
-            yield
-            return
-        import torch.distributed as dist
-
-        error: BaseException | None = None
-        try:
-            yield
-        except Exception as e:  # reported to every rank below, then raised again here
-            error = e
-        message = None if error is None else (str(error) if isinstance(error, LatentwalkError) else repr(error))
-        statuses: list[str | None] = [None] * self.size
-        dist.all_gather_object(statuses, message)
-        if error is not None:
-            raise error
-        failed = [(rank, msg) for rank, msg in enumerate(statuses) if msg is not None]
-        if failed:
-            rank, msg = failed[0]
-            raise DistributedError(f"rank {rank} failed during {name}, so every rank stopped: {msg}")
-
-
-DIST_TIMEOUT_ENV = "LATENTWALK_DIST_TIMEOUT"  # seconds a rank waits for the others at a collective (default 1800)
-
-
-def _dist_timeout() -> float:
-    text = os.environ.get(DIST_TIMEOUT_ENV, "1800")
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ConfigError(f"{DIST_TIMEOUT_ENV} must be a positive number of seconds, got {text!r}")
-    return value
-
-
-@contextlib.contextmanager
-def _world(device_name: str) -> Iterator[_World]:
-    """Join the torchrun process group when ``WORLD_SIZE`` > 1 (gloo on CPU, NCCL on CUDA)."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size <= 1:
-        yield _World()
-        return
-    import torch.distributed as dist
-
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = device_name != "cpu" and torch.cuda.is_available()
-    created = not dist.is_initialized()
-    if created:
-        if cuda:
-            torch.cuda.set_device(local)
-        timeout = datetime.timedelta(seconds=_dist_timeout())
-        dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=timeout)
-    try:
-        yield _World(dist.get_rank(), dist.get_world_size(), local)
-    finally:
-        if created:
-            dist.destroy_process_group()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -667,14 +216,14 @@ def _auto_chunk(device: torch.device) -> int:
 
 @dataclass
 class _Setup:
-    ctx: _Context
+    ctx: Context
     fingerprint: str
     inputs: dict[str, Any]
     gate_images: int
     real_diversity: float  # mean pairwise pixel distance of the real reference images (for the card)
 
 
-def _setup(cfg: GenerateConfig, world: _World, progress: bool, lpips_net: Any = None) -> _Setup:
+def _setup(cfg: GenerateConfig, world: World, progress: bool, lpips_net: Any = None) -> _Setup:
     import gan_zoo
     from gan_zoo.invert import generator_sha256
     from latentwalk.data import open_dataset
@@ -706,7 +255,7 @@ def _setup(cfg: GenerateConfig, world: _World, progress: bool, lpips_net: Any = 
     if amp and device.type != "cuda":
         raise ConfigError(f"amp needs CUDA, but the run is on {device}; leave amp unset or false")
     label_gate = _label_gate(cfg, index, G, guides, device, progress) if cfg.label_gate else None
-    ctx = _Context(
+    ctx = Context(
         cfg,
         G,
         guides,
@@ -720,7 +269,7 @@ def _setup(cfg: GenerateConfig, world: _World, progress: bool, lpips_net: Any = 
         label_gate,
     )
     inputs: dict[str, Any] = {
-        "generator": {"spec": _public_spec(cfg.gan), "sha256": generator_sha256(G)},
+        "generator": {"spec": public_spec(cfg.gan), "sha256": generator_sha256(G)},
         "guides": _guides_fingerprint(guides_dir),
         "dataset": {
             "images_sha256": hashlib.sha256(to_uint8(real).numpy().tobytes()).hexdigest(),
@@ -735,7 +284,7 @@ def _setup(cfg: GenerateConfig, world: _World, progress: bool, lpips_net: Any = 
             cfg.latents, G, index, labels, kcfg, min_groups=2 if cfg.method == "ksame-plan" else 1
         )
         ctx.centroids = {label: c.to(device) for label, c in centroids.items()}
-        ctx.pairs = {label: _distinct_pairs(c.shape[0], cfg.seed, label) for label, c in centroids.items()}
+        ctx.pairs = {label: distinct_pairs(c.shape[0], cfg.seed, label) for label, c in centroids.items()}
     runtime = {"device_type": device.type, "amp": amp, "versions": versions()}  # a resume must compute the same
     full = {"config": cfg.to_dict(), "inputs": inputs, "runtime": runtime}
     fingerprint = hashlib.sha256(json.dumps(full, sort_keys=True, default=list).encode()).hexdigest()
@@ -829,7 +378,7 @@ class GenerateResult:
 def _stats(work: Path, items: Sequence[Item]) -> dict[int, tuple[int, int]]:
     stats: dict[int, tuple[int, int]] = {}
     for item in items:
-        rec = _read_item(_item_file(work, item))
+        rec = read_item(item_file(work, item))
         acc, cand = stats.get(item.label, (0, 0))
         stats[item.label] = (acc + int(rec["accepted"].sum()), cand + int(rec["accepted"].numel()))
     return stats
@@ -869,7 +418,7 @@ def generate(
     started = time.perf_counter()
     out = Path(out_dir)
     say = echo if echo is not None else (lambda _msg: None)
-    with _world(cfg.device) as world:
+    with join_world(cfg.device) as world:
         lead = world.rank == 0
         with world.phase("setup"):
             if lead:
@@ -909,14 +458,14 @@ def generate(
                     break
                 with world.phase(f"round {round_}"):
                     for j, item in enumerate(items):
-                        path = _item_file(work, item)
+                        path = item_file(work, item)
                         if j % world.size != world.rank:
                             continue
                         if path.is_file():
-                            rec = _read_item(path)
+                            rec = read_item(path)
                         else:
-                            rec = _run_item(ctx, item)
-                            _write_item(path, rec, item.seed)
+                            rec = run_item(ctx, item)
+                            write_item(path, rec, item.seed)
                         n_acc = int(rec["accepted"].sum())
                         rejected += int(rec["accepted"].numel()) - n_acc
                         bar.update(min(n_acc, max(0, bar.total - bar.n)))
@@ -966,7 +515,7 @@ def _fmt(x: float) -> str:
 
 
 def _merge(
-    ctx: _Context,
+    ctx: Context,
     setup: _Setup,
     out: Path,
     items: Sequence[Item],
@@ -993,7 +542,7 @@ def _merge(
         name = ctx.label_names[label]
         count = rej = rej_label = cand = 0
         for item in sorted((i for i in items if i.label == label), key=lambda i: (i.round, i.index)):
-            rec = _read_item(_item_file(work, item))
+            rec = read_item(item_file(work, item))
             acc = rec["accepted"].bool()
             off_label = int((rec["labelled"] == 0).sum()) if "labelled" in rec else 0
             rej += int((~acc).sum())
@@ -1044,8 +593,8 @@ def _merge(
     diversity = None
     if len(kept_images) >= 2:
         syn = mean_pairwise_distance(from_uint8(torch.stack(kept_images)))
-        diversity = {"synthetic": _round6(syn), "real": _round6(setup.real_diversity),
-                     "ratio": _round6(syn / setup.real_diversity) if setup.real_diversity > 0 else None}  # fmt: skip
+        diversity = {"synthetic": round6(syn), "real": round6(setup.real_diversity),
+                     "ratio": round6(syn / setup.real_diversity) if setup.real_diversity > 0 else None}  # fmt: skip
     run = _run_record(ctx, setup, items, counts, distances, resumed, seconds, processes)
     run["diversity"] = diversity
     atomic_write_text(out / "DATASET_CARD.md", dataset_card(run))
@@ -1054,7 +603,7 @@ def _merge(
 
 
 def _run_record(
-    ctx: _Context,
+    ctx: Context,
     setup: _Setup,
     items: Sequence[Item],
     counts: dict[str, Any],
@@ -1085,9 +634,9 @@ def _run_record(
             "items": len(items),
         },
         "nearest_real_distance": {
-            "min": _round6(d.min()) if d.size else None,
-            "median": _round6(np.median(d)) if d.size else None,
-            "max": _round6(d.max()) if d.size else None,
+            "min": round6(d.min()) if d.size else None,
+            "median": round6(np.median(d)) if d.size else None,
+            "max": round6(d.max()) if d.size else None,
         },
         "ksame": ctx.ksame_summary,
         "label_names": list(ctx.label_names),
@@ -1100,135 +649,3 @@ def _run_record(
             "platform": f"{platform.system()} {platform.machine()}; {sys.implementation.name}",
         },
     }
-
-
-def _round6(x: Any) -> float:
-    return float(f"{float(x):.6g}")
-
-
-_METHOD_TEXT = {
-    "linear": "images along straight lines in W between two generated points of the same predicted label (baseline)",
-    "plan": "PLAN walks (Pennisi et al., MICCAI 2023): paths between two generated points of the same label, "
-    "optimised so that an identity classifier cannot tell which patient an image shows while a class classifier "
-    "keeps the label",
-    "ksame": "k-same: one image per group of at least k patients, rendered from the mean latent of the group "
-    "(k-SALSA style latent averaging, without its texture optimisation)",
-    "ksame-plan": "PLAN walks between the mean latents of two k-same groups of the same label: the anchors stand for "
-    "at least k patients each, and the walk restores the dataset size k-same alone loses",
-}
-
-
-def dataset_card(run: dict[str, Any]) -> str:
-    """``DATASET_CARD.md`` from a run record (deterministic: no timings)."""
-    cfg, counts, gate = run["config"], run["counts"], run["gate"]
-    total = sum(counts["written"].values())
-    lines = [
-        "# Synthetic dataset card",
-        "",
-        f"Synthetic images made by latentwalk {run['versions']['latentwalk']} with the method **{cfg['method']}**: "
-        f"{_METHOD_TEXT[cfg['method']]}.",
-        "",
-        "No real image, file name or patient identifier is stored here. Every image was compared with "
-        f"{gate['real_images']} real images of {gate['real_patients']} patients before it was written, and rejected "
-        "when it was too close to one of them (below).",
-        "",
-        "## Contents",
-        "",
-        "| label | name | images | wanted | candidates | not written | of them off-label (label gate) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    off = counts.get("rejected_by_label_gate") or {}
-    for i, name in enumerate(run["label_names"]):
-        lines.append(
-            f"| {i} | {name} | {counts['written'][name]} | {counts['wanted_per_label']} | "
-            f"{counts['candidates'][name]} | {counts['rejected'][name]} | {off.get(name, 0)} |"
-        )
-    short = [n for n in run["label_names"] if counts["written"][n] < counts["wanted_per_label"]]
-    lines += ["", f"{total} images in all, in `images/<label>/<id>.png`; `manifest.csv` lists them."]
-    if short:
-        lines.append(
-            f"Fewer images than wanted for {', '.join(short)}: "
-            + {
-                "ksame": "k-same gives one image per group, and the gate may have rejected some.",
-                "ksame-plan": "each pair of k-same groups is walked once, so a label with few groups has few paths; "
-                "the gate may also have rejected candidates.",
-            }.get(cfg["method"], "the gate rejected too many candidates within max_rounds.")
-        )
-    lines += [
-        "",
-        "## Method",
-        "",
-        f"- Generator: `{run['inputs']['generator']['spec']}` (SHA-256 {run['inputs']['generator']['sha256'][:16]}...)",
-    ]
-    if cfg["method"] in ("linear", "plan", "ksame-plan"):
-        lines.append(f"- Paths of {cfg['n_steps']} points; points written: {cfg['keep']}")
-    if cfg["method"] in ("plan", "ksame-plan"):
-        w = cfg["weights"]
-        lines.append(
-            f"- PLAN: {cfg['optim_steps']} Adam steps, lr {cfg['lr']}, loss weights privacy {w[0]}, equidistance "
-            f"{w[1]}, class {w[2]}"
-        )
-    if run.get("ksame"):
-        k = run["ksame"]
-        lines.append(
-            f"- k-same: k = {k['config']['k']} ({k['config']['method']}), {k['n_groups']} groups; smallest group "
-            f"{min(k['group_patients'])} patients"
-        )
-    lines += [
-        f"- Seed {cfg['seed']}; the same configuration and inputs give the same files (see `run.json`).",
-        "",
-        "## Privacy figures",
-        "",
-        f"- Gate space: {gate['space']}; threshold {gate['threshold']:.6g} "
-        + (
-            f"(the {gate['percentile']:g}th percentile of real-to-nearest-other-patient distances)"
-            if gate["threshold_derived"]
-            else "(given)"
-        ),
-        f"- Real images to their nearest other patient: min {gate['real_nearest_other_patient']['min']:.4g}, "
-        f"median {gate['real_nearest_other_patient']['median']:.4g}",
-    ]
-    lg = run.get("label_gate")
-    if lg:
-        origin = (f"the {lg['percentile']:g}th percentile of the class guide's true-label probability on "
-                  f"{lg['real_images']} real {lg['split']} images" if lg["derived"] else "given")  # fmt: skip
-        lines.insert(lines.index("## Privacy figures") - 1, f"- Label gate: an image was written only when the class "
-                     f"guide gave its label a probability >= {lg['threshold']:.4g} ({origin})")  # fmt: skip
-    div = run.get("diversity")
-    if div:
-        ratio = f" ({100 * div['ratio']:.0f} % of the real set's)" if div.get("ratio") is not None else ""
-        text = f"{div['synthetic']:.4g} against {div['real']:.4g} among the real training images{ratio}"
-        lines.insert(lines.index("## Privacy figures") - 1, f"- Diversity: mean pairwise pixel distance {text}")
-    nd = run["nearest_real_distance"]
-    if nd["min"] is not None:
-        lines.append(
-            f"- Written images to their nearest real image: min {nd['min']:.4g}, median {nd['median']:.4g}, "
-            f"max {nd['max']:.4g}"
-        )
-    lines += [
-        "",
-        "## Intended use",
-        "",
-        "Method development, teaching and benchmarking where the real images cannot be shared. Check the utility "
-        "(train on these images, test on real ones) and the privacy evaluation before relying on it.",
-        "",
-        "## Limits",
-        "",
-        "- The images are only as faithful as the generator: rare findings may be missing or simplified.",
-        "- The gate compares with the real images it was given, in one distance space; it does not prove that no "
-        "patient can be re-identified. A membership-inference and re-identification evaluation is advised.",
-        "- Labels are those the generation aimed for (the class guide's decision), not a clinician's reading.",
-        "- Not for diagnosis or clinical decisions.",
-        "",
-        "## Loading",
-        "",
-        "```python",
-        "from torchvision.datasets import ImageFolder",
-        'ds = ImageFolder("images", target_transform=lambda t: int(ds.classes[t]))  # folder name = label index',
-        "```",
-        "",
-        "(`ImageFolder` numbers the folders it finds in string order; the transform gives back the label index, "
-        "also when a label has no image or there are ten or more labels.)",
-        "",
-    ]
-    return "\n".join(lines)

@@ -133,7 +133,7 @@ def test_resume_refuses_changed_config_and_finishes_identically(chain, tmp_path,
 
     cfg = _cfg(chain, per_label=3)
     generate(cfg, tmp_path / "straight")
-    real_run = pl._run_item
+    real_run = pl.run_item
     calls = {"n": 0}
 
     def crash_after_two(ctx, item):
@@ -142,10 +142,10 @@ def test_resume_refuses_changed_config_and_finishes_identically(chain, tmp_path,
             raise KeyboardInterrupt
         return real_run(ctx, item)
 
-    monkeypatch.setattr(pl, "_run_item", crash_after_two)
+    monkeypatch.setattr(pl, "run_item", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         generate(cfg, tmp_path / "resumed")
-    monkeypatch.setattr(pl, "_run_item", real_run)
+    monkeypatch.setattr(pl, "run_item", real_run)
     assert len(list((tmp_path / "resumed" / ".work" / "items").iterdir())) == 2
     with pytest.raises(ConfigError, match=r"unfinished run .* different settings \(per_label\)"):
         generate(replace(cfg, per_label=4), tmp_path / "resumed")
@@ -394,7 +394,7 @@ def _phase_worker(rank: int, port: int, out: str) -> None:
     import torch.distributed as dist
 
     from latentwalk.errors import DistributedError
-    from latentwalk.pipeline import _World
+    from latentwalk.generation.world import World as _World
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     world = _World(rank, 2, rank)

@@ -1,0 +1,139 @@
+"""``DATASET_CARD.md`` of a synthetic dataset, written from its ``run.json`` alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["dataset_card", "round6"]
+
+
+def round6(x: Any) -> float:
+    return float(f"{float(x):.6g}")
+
+
+_METHOD_TEXT = {
+    "linear": "images along straight lines in W between two generated points of the same predicted label (baseline)",
+    "plan": "PLAN walks (Pennisi et al., MICCAI 2023): paths between two generated points of the same label, "
+    "optimised so that an identity classifier cannot tell which patient an image shows while a class classifier "
+    "keeps the label",
+    "ksame": "k-same: one image per group of at least k patients, rendered from the mean latent of the group "
+    "(k-SALSA style latent averaging, without its texture optimisation)",
+    "ksame-plan": "PLAN walks between the mean latents of two k-same groups of the same label: the anchors stand for "
+    "at least k patients each, and the walk restores the dataset size k-same alone loses",
+}
+
+
+def dataset_card(run: dict[str, Any]) -> str:
+    """``DATASET_CARD.md`` from a run record (deterministic: no timings)."""
+    cfg, counts, gate = run["config"], run["counts"], run["gate"]
+    total = sum(counts["written"].values())
+    lines = [
+        "# Synthetic dataset card",
+        "",
+        f"Synthetic images made by latentwalk {run['versions']['latentwalk']} with the method **{cfg['method']}**: "
+        f"{_METHOD_TEXT[cfg['method']]}.",
+        "",
+        "No real image, file name or patient identifier is stored here. Every image was compared with "
+        f"{gate['real_images']} real images of {gate['real_patients']} patients before it was written, and rejected "
+        "when it was too close to one of them (below).",
+        "",
+        "## Contents",
+        "",
+        "| label | name | images | wanted | candidates | not written | of them off-label (label gate) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    off = counts.get("rejected_by_label_gate") or {}
+    for i, name in enumerate(run["label_names"]):
+        lines.append(
+            f"| {i} | {name} | {counts['written'][name]} | {counts['wanted_per_label']} | "
+            f"{counts['candidates'][name]} | {counts['rejected'][name]} | {off.get(name, 0)} |"
+        )
+    short = [n for n in run["label_names"] if counts["written"][n] < counts["wanted_per_label"]]
+    lines += ["", f"{total} images in all, in `images/<label>/<id>.png`; `manifest.csv` lists them."]
+    if short:
+        lines.append(
+            f"Fewer images than wanted for {', '.join(short)}: "
+            + {
+                "ksame": "k-same gives one image per group, and the gate may have rejected some.",
+                "ksame-plan": "each pair of k-same groups is walked once, so a label with few groups has few paths; "
+                "the gate may also have rejected candidates.",
+            }.get(cfg["method"], "the gate rejected too many candidates within max_rounds.")
+        )
+    lines += [
+        "",
+        "## Method",
+        "",
+        f"- Generator: `{run['inputs']['generator']['spec']}` (SHA-256 {run['inputs']['generator']['sha256'][:16]}...)",
+    ]
+    if cfg["method"] in ("linear", "plan", "ksame-plan"):
+        lines.append(f"- Paths of {cfg['n_steps']} points; points written: {cfg['keep']}")
+    if cfg["method"] in ("plan", "ksame-plan"):
+        w = cfg["weights"]
+        lines.append(
+            f"- PLAN: {cfg['optim_steps']} Adam steps, lr {cfg['lr']}, loss weights privacy {w[0]}, equidistance "
+            f"{w[1]}, class {w[2]}"
+        )
+    if run.get("ksame"):
+        k = run["ksame"]
+        lines.append(
+            f"- k-same: k = {k['config']['k']} ({k['config']['method']}), {k['n_groups']} groups; smallest group "
+            f"{min(k['group_patients'])} patients"
+        )
+    lines += [
+        f"- Seed {cfg['seed']}; the same configuration and inputs give the same files (see `run.json`).",
+        "",
+        "## Privacy figures",
+        "",
+        f"- Gate space: {gate['space']}; threshold {gate['threshold']:.6g} "
+        + (
+            f"(the {gate['percentile']:g}th percentile of real-to-nearest-other-patient distances)"
+            if gate["threshold_derived"]
+            else "(given)"
+        ),
+        f"- Real images to their nearest other patient: min {gate['real_nearest_other_patient']['min']:.4g}, "
+        f"median {gate['real_nearest_other_patient']['median']:.4g}",
+    ]
+    lg = run.get("label_gate")
+    if lg:
+        origin = (f"the {lg['percentile']:g}th percentile of the class guide's true-label probability on "
+                  f"{lg['real_images']} real {lg['split']} images" if lg["derived"] else "given")  # fmt: skip
+        lines.insert(lines.index("## Privacy figures") - 1, f"- Label gate: an image was written only when the class "
+                     f"guide gave its label a probability >= {lg['threshold']:.4g} ({origin})")  # fmt: skip
+    div = run.get("diversity")
+    if div:
+        ratio = f" ({100 * div['ratio']:.0f} % of the real set's)" if div.get("ratio") is not None else ""
+        text = f"{div['synthetic']:.4g} against {div['real']:.4g} among the real training images{ratio}"
+        lines.insert(lines.index("## Privacy figures") - 1, f"- Diversity: mean pairwise pixel distance {text}")
+    nd = run["nearest_real_distance"]
+    if nd["min"] is not None:
+        lines.append(
+            f"- Written images to their nearest real image: min {nd['min']:.4g}, median {nd['median']:.4g}, "
+            f"max {nd['max']:.4g}"
+        )
+    lines += [
+        "",
+        "## Intended use",
+        "",
+        "Method development, teaching and benchmarking where the real images cannot be shared. Check the utility "
+        "(train on these images, test on real ones) and the privacy evaluation before relying on it.",
+        "",
+        "## Limits",
+        "",
+        "- The images are only as faithful as the generator: rare findings may be missing or simplified.",
+        "- The gate compares with the real images it was given, in one distance space; it does not prove that no "
+        "patient can be re-identified. A membership-inference and re-identification evaluation is advised.",
+        "- Labels are those the generation aimed for (the class guide's decision), not a clinician's reading.",
+        "- Not for diagnosis or clinical decisions.",
+        "",
+        "## Loading",
+        "",
+        "```python",
+        "from torchvision.datasets import ImageFolder",
+        'ds = ImageFolder("images", target_transform=lambda t: int(ds.classes[t]))  # folder name = label index',
+        "```",
+        "",
+        "(`ImageFolder` numbers the folders it finds in string order; the transform gives back the label index, "
+        "also when a label has no image or there are ten or more labels.)",
+        "",
+    ]
+    return "\n".join(lines)

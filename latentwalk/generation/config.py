@@ -1,0 +1,226 @@
+"""``latentwalk generate``'s options: the config class (single source of defaults for the API, the TOML file and the
+flags), the run file reader, and the configuration as recorded in ``run.json`` (private paths withheld)."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from latentwalk.config import StageConfig
+from latentwalk.errors import ConfigError
+from latentwalk.spaces import GATE_SPACES
+
+__all__ = [
+    "METHODS",
+    "GATE_SPLITS",
+    "WITHHELD",
+    "PATH_FIELDS",
+    "GenerateConfig",
+    "parse_keep",
+    "load_config_file",
+    "resolve_spec_path",
+    "public_config",
+]
+
+METHODS = ("linear", "plan", "ksame", "ksame-plan")
+GATE_SPLITS = ("train", "all")
+WITHHELD = "<withheld>"
+
+
+@dataclass(frozen=True)
+class GenerateConfig(StageConfig):
+    """Options of ``latentwalk generate``; the single source of defaults for the API, the TOML file and the flags."""
+
+    STAGE: ClassVar[str] = "generate"
+
+    gan: str = "demo:cxr"  # generator spec (gan_zoo.load): demo:cxr, lite:PATH, stylegan:PATH.pkl, module:...
+    guides: str = ""  # guides folder (latentwalk guides train); required
+    data: str = ""  # the real dataset folder (labels, patients, the gate's reference images); required
+    layout: str = "auto"  # dataset layout (latentwalk data check --help)
+    latents: str | None = None  # inverted real latents (latentwalk gan invert); required by ksame and ksame-plan
+    method: str = "plan"  # linear | plan | ksame | ksame-plan
+    per_label: int = 50  # images wanted per label (class balance); ksame: at most one per k-same group
+    n_steps: int = 10  # points per path including both endpoints
+    keep: str = "interior"  # path points written: "interior" (not the endpoints), "all", or indices "1,3,5"
+    paths_per_item: int = 8  # paths optimised together in one work item (ksame: groups per item)
+    seed: int = 0  # every item's seed derives from it
+    truncation_psi: float = 1.0  # linear/plan: truncation of the sampled endpoints (1 = off)
+    endpoint_filter: bool = True  # linear/plan: keep only drawn endpoints the class guide assigns to the label
+    optim_steps: int = 200  # plan/ksame-plan: Adam steps per path (PLAN's reference: 500)
+    lr: float = 0.1  # plan/ksame-plan: Adam learning rate
+    weights: tuple[float, float, float] = (0.1, 1.0, 1.0)  # plan/ksame-plan: (privacy, equidistance, class)
+    chunk: int | None = None  # images per synthesis + classifier pass; None = 64 on CPU/MPS, sized to memory on CUDA
+    k: int = 5  # ksame/ksame-plan: minimum patients per group
+    ksame_method: str = "greedy"  # ksame/ksame-plan: greedy | kmeans
+    ksame_spread: str = "mean"  # ksame/ksame-plan: centroid = mean | restore (members' typical distance from the mean)
+    gate_space: str = "identity"  # nearest-real distance space: identity | lpips | ssim
+    gate_threshold: float | None = None  # reject below it; None = the gate_percentile of real-to-real distances
+    gate_percentile: float = 5.0  # percentile of real nearest-other-patient distances used as the threshold
+    gate_split: str = "train"  # real images the gate compares with: train | all
+    label_gate: bool = True  # write a candidate only when the class guide gives its label >= label_threshold
+    label_threshold: float | None = None  # None = the label_percentile of real validation images' true-label prob.
+    label_percentile: float = 5.0  # derived label threshold: this percentile over the real validation split
+    max_rounds: int = 4  # rounds of items (later rounds top up labels short after gate rejections)
+    device: str = "auto"  # auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps
+    amp: bool | None = None  # plan/ksame-plan: bfloat16 autocast; None = on for CUDA, off elsewhere
+
+    def __post_init__(self) -> None:
+        for name in ("per_label", "n_steps", "paths_per_item", "optim_steps", "k", "max_rounds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+        for name, low in (("per_label", 1), ("n_steps", 3), ("paths_per_item", 1), ("k", 1), ("max_rounds", 1)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if self.optim_steps < 0:
+            raise ConfigError(f"optim_steps must be >= 0, got {self.optim_steps}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.method not in METHODS:
+            raise ConfigError(f'unknown method "{self.method}"; expected one of {", ".join(METHODS)}')
+        if self.gate_space not in GATE_SPACES:
+            raise ConfigError(f'unknown gate_space "{self.gate_space}"; expected one of {", ".join(GATE_SPACES)}')
+        if self.gate_split not in GATE_SPLITS:
+            raise ConfigError(f'unknown gate_split "{self.gate_split}"; expected one of {", ".join(GATE_SPLITS)}')
+        if self.ksame_method not in ("greedy", "kmeans"):
+            raise ConfigError(f'unknown ksame_method "{self.ksame_method}"; expected greedy or kmeans')
+        if self.ksame_spread not in ("mean", "restore"):
+            raise ConfigError(f'unknown ksame_spread "{self.ksame_spread}"; expected mean or restore')
+        for name in ("gan", "guides", "data", "layout", "device", "keep"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if self.latents is not None and not isinstance(self.latents, str):
+            raise ConfigError(f"latents must be a path string or None, got {self.latents!r}")
+        if self.chunk is not None and (isinstance(self.chunk, bool) or not isinstance(self.chunk, int)):
+            raise ConfigError(f"chunk must be an integer >= 1 or None (auto), got {self.chunk!r}")
+        if self.chunk is not None and self.chunk < 1:
+            raise ConfigError(f"chunk must be >= 1, got {self.chunk}")
+        if not isinstance(self.endpoint_filter, bool):
+            raise ConfigError(f"endpoint_filter must be true or false, got {self.endpoint_filter!r}")
+        if self.amp is not None and not isinstance(self.amp, bool):
+            raise ConfigError(f"amp must be true, false or unset (auto), got {self.amp!r}")
+        if not isinstance(self.label_gate, bool):
+            raise ConfigError(f"label_gate must be true or false, got {self.label_gate!r}")
+        if not isinstance(self.label_percentile, (int, float)) or not 0 <= self.label_percentile <= 100:
+            raise ConfigError(f"label_percentile must be in [0, 100], got {self.label_percentile!r}")
+        lt = self.label_threshold
+        if lt is not None and (isinstance(lt, bool) or not isinstance(lt, (int, float)) or not 0 <= lt <= 1):
+            raise ConfigError(f"label_threshold must be a probability in [0, 1] or unset (derived), got {lt!r}")
+        for name in ("truncation_psi", "lr", "gate_percentile", "label_percentile"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+            object.__setattr__(self, name, float(value))  # 1 and 1.0 are one configuration
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.gate_percentile < 100:
+            raise ConfigError(f"gate_percentile must be in (0, 100), got {self.gate_percentile}")
+        t = self.gate_threshold
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0):
+            raise ConfigError(f"gate_threshold must be a number >= 0 or unset (derived), got {t!r}")
+        w = tuple(self.weights) if isinstance(self.weights, (tuple, list)) else None
+        if w is None or len(w) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in w):
+            raise ConfigError(f"weights must be three numbers (privacy, equidistance, class), got {self.weights!r}")
+        object.__setattr__(self, "weights", tuple(float(x) for x in w))
+        if t is not None:
+            object.__setattr__(self, "gate_threshold", float(t))
+        if lt is not None:
+            object.__setattr__(self, "label_threshold", float(lt))
+        parse_keep(self.keep, self.n_steps)  # raises on a bad selection
+
+    def check_inputs(self) -> None:
+        """Raise :class:`ConfigError` when a required input for the method is missing."""
+        if not self.guides:
+            raise ConfigError("guides is required: a folder written by `latentwalk guides train` (--guides DIR)")
+        if not self.data:
+            raise ConfigError("data is required: the real dataset the guides were trained on (--data DIR)")
+        if self.method in ("ksame", "ksame-plan") and not self.latents:
+            raise ConfigError(
+                f"method {self.method} needs the inverted real latents (--latents FILE from `latentwalk gan invert`)"
+            )
+
+
+def parse_keep(keep: str, n_steps: int) -> tuple[int, ...]:
+    """Path points to write: ``"interior"``, ``"all"`` or comma-separated indices in ``[0, n_steps)``."""
+    if not isinstance(keep, str):
+        raise ConfigError(f'keep must be "interior", "all" or indices like "1,3,5", got {keep!r}')
+    if keep == "interior":
+        return tuple(range(1, n_steps - 1))
+    if keep == "all":
+        return tuple(range(n_steps))
+    try:
+        steps = tuple(int(part) for part in keep.split(","))
+    except ValueError:
+        raise ConfigError(f'keep must be "interior", "all" or indices like "1,3,5", got "{keep}"') from None
+    if not steps or len(set(steps)) != len(steps) or any(s < 0 or s >= n_steps for s in steps):
+        raise ConfigError(f"keep indices must be distinct and in [0, {n_steps}) for n_steps={n_steps}, got {keep}")
+    return tuple(sorted(steps))
+
+
+PATH_FIELDS = ("guides", "data", "latents")  # resolved against the TOML file's folder when relative
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a TOML run file into option values (keys may use ``-`` or ``_``; relative paths are the file's).
+
+    Besides :class:`GenerateConfig`'s fields the file may hold ``out`` (the output folder), returned as given.
+
+    Raises:
+        ConfigError: unreadable TOML, unknown keys, or tables (the file is flat: ``key = value`` lines).
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid TOML ({e})") from None
+    values = {key.replace("-", "_"): value for key, value in raw.items()}
+    tables = sorted(k for k, v in values.items() if isinstance(v, dict))
+    if tables:
+        raise ConfigError(f"config file {path}: sections {tables} are not used; write every option as key = value")
+    GenerateConfig.from_dict({k: v for k, v in values.items() if k != "out"})  # unknown keys, bad values
+    for key in PATH_FIELDS:
+        if isinstance(values.get(key), str) and values[key] and not Path(values[key]).is_absolute():
+            values[key] = str((path.parent / values[key]).resolve())
+    gan = values.get("gan")
+    if isinstance(gan, str):
+        values["gan"] = resolve_spec_path(gan, path.parent)
+    return values
+
+
+def resolve_spec_path(spec: str, base: Path) -> str:
+    """Make the path inside a ``lite:``/``stylegan:``/bare-path spec absolute, relative to ``base``."""
+    scheme, sep, rest = spec.partition(":")
+    if sep and scheme in ("lite", "stylegan"):
+        return f"{scheme}:{(base / rest).resolve()}" if not Path(rest).is_absolute() else spec
+    if sep and scheme in ("demo", "module"):
+        return spec
+    return str((base / spec).resolve()) if not Path(spec).is_absolute() else spec
+
+
+def public_spec(spec: str) -> str:
+    """A generator spec as recorded: ``demo:``/``module:`` specs as given, a path withheld."""
+    scheme, sep, _ = spec.partition(":")
+    if sep and scheme in ("demo", "module"):
+        return spec
+    return f"{scheme}:{WITHHELD}" if sep and scheme in ("lite", "stylegan") else WITHHELD
+
+
+def public_config(cfg: GenerateConfig) -> dict[str, Any]:
+    """The configuration as written to ``run.json``: paths to private inputs withheld."""
+    d = cfg.to_dict()
+    d["weights"] = list(cfg.weights)
+    for key in PATH_FIELDS:
+        if d[key]:
+            d[key] = WITHHELD
+    d["gan"] = public_spec(cfg.gan)
+    return d
