@@ -164,7 +164,13 @@ def _toml(chain, out: Path, **extra) -> Path:
                   method="plan", per_label=6, n_steps=4, paths_per_item=1, optim_steps=30, k=2,
                   endpoint_filter=False, label_gate=False, device="cpu", out=str(out))  # fmt: skip
     values.update(extra)
-    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    from latentwalk.generation.config import TABLES
+
+    home = {field: (table, key) for table, keys in TABLES.items() for key, field in keys.items()}
+    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items() if k not in home]
+    for table in TABLES:  # the walk's, grouping's and gate's options in their tables
+        rows = [f"{home[k][1]} = {json.dumps(v)}" for k, v in values.items() if home.get(k, ("",))[0] == table]
+        lines += [f"[{table}]", *rows] if rows else []
     path = out.parent / f"{out.name}.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -228,11 +234,22 @@ def test_config_file_flags_and_round_trip(chain, tmp_path):
     toml.write_text('guides = "guides"\ngan-spec = "x"\n')
     with pytest.raises(ConfigError, match="gan_spec"):
         load_config_file(toml)
-    toml.write_text('guides = "guides"\nper-label = 7\nweights = [0.2, 1, 1]\n[plan]\nlr = 1\n')
-    with pytest.raises(ConfigError, match="sections"):
+    toml.write_text('guides = "guides"\nper-label = 7\nweights = [0.2, 1, 1]\n')
+    with pytest.raises(ConfigError, match=r"weights belongs in the \[plan\] table now; write \[plan\] weights"):
         load_config_file(toml)
-    toml.write_text('guides = "guides"\nper-label = 7\nweights = [0.2, 1, 1]\nout = "synth"\n')
+    toml.write_text('guides = "guides"\nksame_method = "kmeans"\n')
+    with pytest.raises(ConfigError, match=r"ksame_method belongs in the \[ksame\] table now; write \[ksame\] method"):
+        load_config_file(toml)
+    toml.write_text('guides = "guides"\n[walk]\nlr = 1\n')
+    with pytest.raises(ConfigError, match=r"unknown table \[walk\]"):
+        load_config_file(toml)
+    toml.write_text('guides = "guides"\n[gate]\ngate_space = "ssim"\n')
+    with pytest.raises(ConfigError, match=r"unknown option 'gate_space' in \[gate\]"):
+        load_config_file(toml)
+    toml.write_text('guides = "guides"\nper-label = 7\nout = "synth"\n[plan]\nweights = [0.2, 1, 1]\n'
+                    '[ksame]\nmethod = "kmeans"\n[gate]\nspace = "ssim"\n')  # fmt: skip
     values = load_config_file(toml)
+    assert (values["ksame_method"], values["gate_space"]) == ("kmeans", "ssim")
     assert values["guides"] == str((tmp_path / "sub" / "guides").resolve())
     cfg = GenerateConfig.from_dict({k: v for k, v in values.items() if k != "out"})
     assert cfg.per_label == 7 and cfg.weights == (0.2, 1.0, 1.0)

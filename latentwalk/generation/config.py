@@ -162,14 +162,59 @@ def parse_keep(keep: str, n_steps: int) -> tuple[int, ...]:
 
 PATH_FIELDS = ("guides", "data", "latents")  # resolved against the TOML file's folder when relative
 
+# The tables of a TOML run file: table -> {key in the table: GenerateConfig field (= flag name)}.
+TABLES: dict[str, dict[str, str]] = {
+    "plan": {"optim_steps": "optim_steps", "lr": "lr", "weights": "weights", "amp": "amp"},
+    "ksame": {"k": "k", "method": "ksame_method", "spread": "ksame_spread"},
+    "gate": {
+        "space": "gate_space",
+        "threshold": "gate_threshold",
+        "percentile": "gate_percentile",
+        "split": "gate_split",
+        "label_gate": "label_gate",
+        "label_threshold": "label_threshold",
+        "label_percentile": "label_percentile",
+    },
+}
+
+
+def _flatten_tables(path: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """Top-level keys and ``[plan]``/``[ksame]``/``[gate]`` tables -> flat option names; misplaced keys refused."""
+    home = {field: (table, key) for table, keys in TABLES.items() for key, field in keys.items()}
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            if key not in TABLES:
+                raise ConfigError(
+                    f"config file {path}: unknown table [{key}]; the tables are {', '.join(f'[{t}]' for t in TABLES)}"
+                )
+            for sub, v in value.items():
+                sub = sub.replace("-", "_")
+                if sub not in TABLES[key]:
+                    raise ConfigError(
+                        f"config file {path}: unknown option {sub!r} in [{key}]; expected some of {sorted(TABLES[key])}"
+                    )
+                flat[TABLES[key][sub]] = v
+        elif key in home:
+            table, sub = home[key]
+            raise ConfigError(
+                f"config file {path}: {key} belongs in the [{table}] table now; write [{table}] {sub} = ..."
+            )
+        else:
+            flat[key] = value
+    return flat
+
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a TOML run file into option values (keys may use ``-`` or ``_``; relative paths are the file's).
 
-    Besides :class:`GenerateConfig`'s fields the file may hold ``out`` (the output folder), returned as given.
+    The walk's, the grouping's and the gate's options sit in the tables of :data:`TABLES` (``[plan]``, ``[ksame]``,
+    ``[gate]``); everything else is a top-level ``key = value``. Besides :class:`GenerateConfig`'s fields the file may
+    hold ``out`` (the output folder), returned as given. Returns the flat option names (those of the flags).
 
     Raises:
-        ConfigError: unreadable TOML, unknown keys, or tables (the file is flat: ``key = value`` lines).
+        ConfigError: unreadable TOML, unknown keys or tables, or a table option written at the top level (the
+            message names its table).
     """
     try:
         import tomllib
@@ -183,10 +228,7 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"config file {path} not found") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {path} is not valid TOML ({e})") from None
-    values = {key.replace("-", "_"): value for key, value in raw.items()}
-    tables = sorted(k for k, v in values.items() if isinstance(v, dict))
-    if tables:
-        raise ConfigError(f"config file {path}: sections {tables} are not used; write every option as key = value")
+    values = _flatten_tables(path, {key.replace("-", "_"): value for key, value in raw.items()})
     GenerateConfig.from_dict({k: v for k, v in values.items() if k != "out"})  # unknown keys, bad values
     for key in PATH_FIELDS:
         if isinstance(values.get(key), str) and values[key] and not Path(values[key]).is_absolute():
