@@ -836,7 +836,8 @@ def _rank() -> int:
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="TOML run file: key = value lines with these options' names (and out = DIR); flags override it.",
+    help="TOML run file: key = value lines with these options' names (and out = DIR); the PLAN, k-same and gate "
+    "options in tables [plan], [ksame], [gate]; flags override it.",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (or out in --config).")
 @click.option("--overwrite", is_flag=True, help="Replace whatever --out holds.")
