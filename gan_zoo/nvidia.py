@@ -14,7 +14,7 @@ scalars and arrays). ``_reconstruct_persistent_obj`` is answered by a function t
 :class:`PersistentRecord` and runs nothing; ``module_src`` is kept as text and never executed. Any other global
 (``os.system``, ``builtins.eval``, ``subprocess.Popen``, ...) raises :class:`UnsafePickleError` when the unpickler
 reaches it, before it could be called. The network is then rebuilt as our :class:`~gan_zoo.stylegan2.Generator`
-(or :class:`~gan_zoo.stylegan2.Discriminator`) from the recorded constructor arguments, and the recorded module tree
+(or :class:`~gan_zoo.discriminator.Discriminator`) from the recorded constructor arguments, and the recorded module tree
 is flattened into a state_dict and loaded with ``strict=True``.
 """
 
@@ -34,10 +34,11 @@ import torch
 from torch import nn
 
 from gan_zoo.checkpoint import build_checked
+from gan_zoo.discriminator import Discriminator
 from gan_zoo.errors import ConfigError, DataError, LatentwalkError, MissingWeightsError, UnsafePickleError
 from gan_zoo.io import reject_placeholder
 from gan_zoo.safe_load import bounded_torch_load, check_object_graph
-from gan_zoo.stylegan2 import Discriminator, Generator
+from gan_zoo.stylegan2 import Generator
 
 __all__ = [
     "ALLOWED_GLOBALS",

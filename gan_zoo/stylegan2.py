@@ -1,4 +1,4 @@
-"""StyleGAN2-ADA generator and discriminator in plain PyTorch.
+"""StyleGAN2-ADA generator in plain PyTorch (discriminator: :mod:`gan_zoo.discriminator`; ops: :mod:`gan_zoo.ops`).
 
 Karras et al., "Analyzing and Improving the Image Quality of StyleGAN" (CVPR 2020) and "Training Generative
 Adversarial Networks with Limited Data" (NeurIPS 2020). Written from the papers and from reading NVIDIA's
@@ -27,14 +27,28 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_zoo.errors import ConfigError
+from gan_zoo.ops import (
+    ACTIVATIONS,
+    bias_act,
+    block_dtype,
+    check_choice,
+    check_keys,
+    check_shape,
+    conv2d_resample,
+    downsample2d,
+    modulated_conv2d,
+    normalize_2nd_moment,
+    setup_filter,
+    upfirdn2d,
+    upsample2d,
+)
 
 __all__ = [
     "ARCHITECTURES",
@@ -50,10 +64,6 @@ __all__ = [
     "ToRGBLayer",
     "FullyConnectedLayer",
     "Conv2dLayer",
-    "Discriminator",
-    "DiscriminatorBlock",
-    "DiscriminatorEpilogue",
-    "MinibatchStdLayer",
     "bias_act",
     "setup_filter",
     "upfirdn2d",
@@ -65,19 +75,6 @@ __all__ = [
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 NOISE_MODES = ("const", "random", "none")
-
-# name -> (function of (x, alpha), default alpha, default gain); the gains keep the signal's magnitude.
-ACTIVATIONS: dict[str, tuple[Callable[[Tensor, float], Tensor], float, float]] = {
-    "linear": (lambda x, a: x, 0.0, 1.0),
-    "relu": (lambda x, a: F.relu(x), 0.0, math.sqrt(2)),
-    "lrelu": (lambda x, a: F.leaky_relu(x, a), 0.2, math.sqrt(2)),
-    "tanh": (lambda x, a: torch.tanh(x), 0.0, 1.0),
-    "sigmoid": (lambda x, a: torch.sigmoid(x), 0.0, 1.0),
-    "elu": (lambda x, a: F.elu(x), 0.0, 1.0),
-    "selu": (lambda x, a: F.selu(x), 0.0, 1.0),
-    "softplus": (lambda x, a: F.softplus(x), 0.0, 1.0),
-    "swish": (lambda x, a: torch.sigmoid(x) * x, 0.0, math.sqrt(2)),
-}
 
 # Accepted keys of Generator(mapping_kwargs=..., synthesis_kwargs=...); anything else is a ConfigError.
 MAPPING_KWARGS = frozenset(
@@ -98,265 +95,6 @@ SYNTHESIS_KWARGS = frozenset(
         "fused_modconv_default",  # None = NVIDIA ADA rule (fused in eval), True, False or 'inference_only'
     }
 )
-_D_BLOCK_KWARGS = frozenset({"activation", "resample_filter", "fp16_channels_last", "freeze_layers"})
-_D_MAPPING_KWARGS = frozenset({"num_layers", "embed_features", "layer_features", "activation", "lr_multiplier"})
-_D_EPILOGUE_KWARGS = frozenset({"mbstd_group_size", "mbstd_num_channels", "activation"})
-
-
-def _check_keys(what: str, given: Mapping[str, Any] | None, allowed: frozenset[str]) -> dict[str, Any]:
-    given = dict(given or {})
-    unknown = sorted(set(given) - allowed)
-    if unknown:
-        raise ConfigError(f"unknown {what} {unknown}; expected a subset of {sorted(allowed)}")
-    return given
-
-
-def _check_choice(what: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{what} must be one of {list(choices)}, got {value!r}")
-
-
-def _check_shape(what: str, x: Tensor, shape: Sequence[int | None]) -> None:
-    ok = x.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, x.shape, strict=True))
-    if not ok:
-        want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
-        raise ConfigError(f"{what} must have shape {want}, got {list(x.shape)}")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Functional ops: fused bias + activation, FIR resampling, modulated convolution.
-
-
-def bias_act(
-    x: Tensor,
-    b: Tensor | None = None,
-    act: str = "linear",
-    gain: float | None = None,
-    clamp: float | None = None,
-    alpha: float | None = None,
-    dim: int = 1,
-) -> Tensor:
-    """Add a bias along ``dim``, apply an activation, scale by ``gain`` and clamp to ``[-clamp, clamp]``.
-
-    Args:
-        x: any shape; ``b`` (1-D, ``x.shape[dim]`` entries) is broadcast along ``dim``.
-        act: a key of :data:`ACTIVATIONS`; ``gain``/``alpha`` default to that activation's defaults
-            (``lrelu``: slope 0.2, gain sqrt(2)).
-        clamp: ``None`` = no clamping.
-
-    Returns:
-        A tensor shaped and typed like ``x``.
-    """
-    func, def_alpha, def_gain = ACTIVATIONS[act]
-    if b is not None:
-        x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
-    x = func(x, float(def_alpha if alpha is None else alpha))
-    gain = float(def_gain if gain is None else gain)
-    if gain != 1:
-        x = x * gain
-    if clamp is not None:
-        x = x.clamp(-float(clamp), float(clamp))
-    return x
-
-
-def setup_filter(taps: Sequence[float] | Tensor | None) -> Tensor:
-    """Normalised FIR low-pass filter from 1-D taps (sum 1), float32 on the CPU.
-
-    Fewer than 8 taps give the 2-D outer product ``[k, k]`` (so ``[1, 3, 3, 1]`` gives ``[4, 4]``); 8 or more stay
-    1-D ``[k]`` and are applied separably. ``None`` is the identity filter. These shapes are the ones stored in
-    NVIDIA's ``resample_filter`` buffers.
-    """
-    f = torch.as_tensor(1.0 if taps is None else taps, dtype=torch.float32)
-    if f.ndim == 0:
-        f = f[None]
-    if f.ndim == 1 and f.numel() < 8:
-        f = torch.outer(f, f)
-    if f.ndim not in (1, 2) or f.numel() == 0:
-        raise ConfigError(f"resample_filter must be 1-D taps, got shape {list(f.shape)}")
-    return f / f.sum()
-
-
-def _as_2d(f: Tensor | None, device: torch.device) -> Tensor:
-    if f is None:
-        return torch.ones(1, 1, device=device)
-    return torch.outer(f, f) if f.ndim == 1 else f
-
-
-def upfirdn2d(
-    x: Tensor,
-    f: Tensor | None,
-    up: int = 1,
-    down: int = 1,
-    padding: Sequence[int] = (0, 0, 0, 0),
-    gain: float = 1.0,
-) -> Tensor:
-    """Zero-insert up-sample, pad (negative = crop), convolve with the FIR ``f``, then keep every ``down``-th pixel.
-
-    Args:
-        x: ``[N, C, H, W]``.
-        f: filter from :func:`setup_filter` (``[k, k]`` or separable ``[k]``) or ``None`` (identity).
-        padding: ``(left, right, top, bottom)`` in up-sampled pixels.
-        gain: multiplies the filter (use ``up**2`` after zero insertion to keep the magnitude).
-
-    Returns:
-        ``[N, C, (H*up + top + bottom - kh + 1) / down, (W*up + left + right - kw + 1) / down]`` (ceil division).
-    """
-    n, c, h, w = x.shape
-    if up > 1:
-        y = x.new_zeros(n, c, h * up, w * up)
-        y[:, :, ::up, ::up] = x
-        x = y
-    x = F.pad(x, list(padding))
-    k = (_as_2d(f, x.device) * gain).flip([0, 1]).to(x.dtype)  # flip: a true convolution
-    return F.conv2d(x, k[None, None].expand(c, 1, *k.shape), stride=down, groups=c)
-
-
-def _filter_size(f: Tensor | None) -> tuple[int, int]:
-    if f is None:
-        return 1, 1
-    return int(f.shape[-1]), int(f.shape[0])
-
-
-def upsample2d(x: Tensor, f: Tensor | None, up: int = 2) -> Tensor:
-    """FIR up-sampling ``[N, C, H, W] -> [N, C, H*up, W*up]`` keeping the signal's magnitude."""
-    fw, fh = _filter_size(f)
-    pad = ((fw + up - 1) // 2, (fw - up) // 2, (fh + up - 1) // 2, (fh - up) // 2)
-    return upfirdn2d(x, f, up=up, padding=pad, gain=up * up)
-
-
-def downsample2d(x: Tensor, f: Tensor | None, down: int = 2) -> Tensor:
-    """FIR down-sampling ``[N, C, H, W] -> [N, C, H/down, W/down]``."""
-    fw, fh = _filter_size(f)
-    pad = ((fw - down + 1) // 2, (fw - down) // 2, (fh - down + 1) // 2, (fh - down) // 2)
-    return upfirdn2d(x, f, down=down, padding=pad)
-
-
-def conv2d_resample(
-    x: Tensor,
-    w: Tensor,
-    f: Tensor | None = None,
-    up: int = 1,
-    down: int = 1,
-    padding: int = 0,
-    groups: int = 1,
-    flip_weight: bool = True,
-) -> Tensor:
-    """2-D convolution with FIR up- or down-sampling, padding applied once with respect to the up-sampled image.
-
-    Up-sampling runs as a strided transposed convolution followed by the FIR filter; down-sampling as the FIR filter
-    followed by a strided convolution.
-
-    Args:
-        x: ``[N, C_in, H, W]``.
-        w: ``[C_out, C_in / groups, kh, kw]``, same dtype as ``x``.
-        f: FIR filter from :func:`setup_filter`, used when ``up > 1`` or ``down > 1``.
-        flip_weight: ``True`` = correlation (as ``F.conv2d``), ``False`` = convolution.
-
-    Returns:
-        ``[N, C_out, H * up / down, W * up / down]`` for ``padding = kh // 2``.
-    """
-    c_out, c_in_g, kh, kw = w.shape
-    fw, fh = _filter_size(f)
-    px0 = px1 = py0 = py1 = int(padding)
-    if up > 1:
-        px0, px1 = px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2
-        py0, py1 = py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2
-    if down > 1:
-        px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
-        py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
-
-    if up > 1:
-        # Transposed convolution wants [C_in, C_out / groups, kh, kw]; it computes a convolution, so flip for
-        # correlation.
-        wt = w.reshape(groups, c_out // groups, c_in_g, kh, kw).transpose(1, 2).reshape(groups * c_in_g, -1, kh, kw)
-        if flip_weight:
-            wt = wt.flip([2, 3])
-        x = F.conv_transpose2d(x, wt, stride=up, groups=groups)
-        pad = (px0 - (kw - 1), px1 - (kw - up), py0 - (kh - 1), py1 - (kh - up))
-        x = upfirdn2d(x, f, padding=pad, gain=up * up)
-        return upfirdn2d(x, f, down=down) if down > 1 else x
-
-    if not flip_weight:
-        w = w.flip([2, 3])
-    if down > 1 and kh == kw == 1:  # a 1x1 kernel commutes with the filter: shrink first, then convolve
-        return F.conv2d(upfirdn2d(x, f, down=down, padding=(px0, px1, py0, py1)), w, groups=groups)
-    if down > 1:
-        x = upfirdn2d(x, f, padding=(px0, px1, py0, py1))
-        return F.conv2d(x, w, stride=down, groups=groups)
-    if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
-        return F.conv2d(x, w, padding=(py0, px0), groups=groups)
-    return F.conv2d(F.pad(x, [px0, px1, py0, py1]), w, groups=groups)
-
-
-def modulated_conv2d(
-    x: Tensor,
-    weight: Tensor,
-    styles: Tensor,
-    noise: Tensor | None = None,
-    up: int = 1,
-    down: int = 1,
-    padding: int = 0,
-    resample_filter: Tensor | None = None,
-    demodulate: bool = True,
-    flip_weight: bool = True,
-    fused_modconv: bool = True,
-) -> Tensor:
-    """StyleGAN2 weight modulation and demodulation around :func:`conv2d_resample`.
-
-    Args:
-        x: ``[N, C_in, H, W]``.
-        weight: ``[C_out, C_in, kh, kw]``.
-        styles: per-sample input-channel scales ``[N, C_in]``.
-        noise: added after demodulation; broadcastable to the output ``[N, C_out, H', W']``.
-        fused_modconv: one grouped convolution with per-sample weights (``True``) or scale activations before and
-            after one shared convolution (``False``); equal up to rounding.
-
-    Returns:
-        ``[N, C_out, H * up / down, W * up / down]`` in ``x.dtype``.
-    """
-    n = x.shape[0]
-    c_out, c_in, kh, kw = weight.shape
-    _check_shape("styles", styles, [n, c_in])
-    if x.dtype == torch.float16 and demodulate:  # pre-normalise so that float16 cannot overflow
-        weight = weight * (1 / math.sqrt(c_in * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
-        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
-
-    w = dcoefs = None
-    if fused_modconv:
-        w = weight[None] * styles.reshape(n, 1, c_in, 1, 1)  # [N, C_out, C_in, kh, kw]
-        if demodulate:
-            dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, C_out]
-    elif demodulate:
-        # the same sum regrouped, sum_i s_i^2 sum_k W_oik^2, without building per-sample weights (3x faster batches)
-        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).T + 1e-8).rsqrt()  # [N, C_out]
-
-    if not fused_modconv:
-        x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
-        x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up, down, padding, flip_weight=flip_weight)
-        if demodulate and noise is not None:
-            return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(n, -1, 1, 1))
-        if demodulate:
-            x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
-        return x if noise is None else x + noise.to(x.dtype)
-
-    if demodulate:
-        w = w * dcoefs.reshape(n, -1, 1, 1, 1)
-    x = x.reshape(1, n * c_in, *x.shape[2:])  # the batch becomes groups of one grouped convolution
-    w = w.reshape(n * c_out, c_in, kh, kw)
-    x = conv2d_resample(x, w.to(x.dtype), resample_filter, up, down, padding, groups=n, flip_weight=flip_weight)
-    x = x.reshape(n, c_out, *x.shape[2:])
-    return x if noise is None else x + noise.to(x.dtype)
-
-
-def normalize_2nd_moment(x: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
-    """Scale ``x`` to unit root-mean-square along ``dim``."""
-    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
-
-
-def _block_dtype(use_fp16: bool, force_fp32: bool, device: torch.device) -> torch.dtype:
-    return torch.float16 if use_fp16 and not force_fp32 and device.type == "cuda" else torch.float32
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Layers.
 
@@ -377,7 +115,7 @@ class FullyConnectedLayer(nn.Module):
         bias_init: float = 0.0,
     ) -> None:
         super().__init__()
-        _check_choice("activation", activation, tuple(ACTIVATIONS))
+        check_choice("activation", activation, tuple(ACTIVATIONS))
         self.activation = activation
         self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
         self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
@@ -418,7 +156,7 @@ class Conv2dLayer(nn.Module):
         trainable: bool = True,
     ) -> None:
         super().__init__()
-        _check_choice("activation", activation, tuple(ACTIVATIONS))
+        check_choice("activation", activation, tuple(ACTIVATIONS))
         self.activation = activation
         self.up = up
         self.down = down
@@ -508,12 +246,12 @@ class MappingNetwork(nn.Module):
         if self.z_dim > 0:
             if z is None:
                 raise ConfigError(f"z is required: pass latents of shape [N, {self.z_dim}]")
-            _check_shape("z", z, [None, self.z_dim])
+            check_shape("z", z, [None, self.z_dim])
             x = normalize_2nd_moment(z.to(torch.float32))
         if self.c_dim > 0:
             if c is None:
                 raise ConfigError(f"this network is conditional: pass labels c of shape [N, {self.c_dim}]")
-            _check_shape("c", c, [None, self.c_dim])
+            check_shape("c", c, [None, self.c_dim])
             y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
             x = torch.cat([x, y], dim=1) if x is not None else y
         for i in range(self.num_layers):
@@ -555,7 +293,7 @@ class SynthesisLayer(nn.Module):
         channels_last: bool = False,
     ) -> None:
         super().__init__()
-        _check_choice("activation", activation, tuple(ACTIVATIONS))
+        check_choice("activation", activation, tuple(ACTIVATIONS))
         self.resolution = resolution
         self.up = up
         self.use_noise = use_noise
@@ -582,7 +320,7 @@ class SynthesisLayer(nn.Module):
         gain: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        _check_choice("noise_mode", noise_mode, NOISE_MODES)
+        check_choice("noise_mode", noise_mode, NOISE_MODES)
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
@@ -659,7 +397,7 @@ class SynthesisBlock(nn.Module):
         fused_modconv_default: bool | str | None = None,
     ) -> None:
         super().__init__()
-        _check_choice("architecture", architecture, ARCHITECTURES)
+        check_choice("architecture", architecture, ARCHITECTURES)
         if fused_modconv_default not in (None, True, False, "inference_only"):
             raise ConfigError(
                 f"fused_modconv_default must be None, True, False or 'inference_only', got {fused_modconv_default!r}"
@@ -730,9 +468,9 @@ class SynthesisBlock(nn.Module):
         Returns:
             ``(x [N, out_channels, R, R], img [N, img_channels, R, R] float32 or None)``.
         """
-        _check_shape("block ws", ws, [None, self.num_conv + self.num_torgb, self.w_dim])
+        check_shape("block ws", ws, [None, self.num_conv + self.num_torgb, self.w_dim])
         w_iter = iter(ws.unbind(dim=1))
-        dtype = _block_dtype(self.use_fp16, force_fp32, ws.device)
+        dtype = block_dtype(self.use_fp16, force_fp32, ws.device)
         fmt = torch.channels_last if self.channels_last and dtype == torch.float16 else torch.contiguous_format
         if fused_modconv is None:
             fused_modconv = self.fused_modconv_default
@@ -829,8 +567,8 @@ class SynthesisNetwork(nn.Module):
         Returns:
             ``[N, img_channels, img_resolution, img_resolution]`` float32, about [-1, 1] (not clamped).
         """
-        _check_choice("noise_mode", noise_mode, NOISE_MODES)
-        _check_shape("ws", ws, [None, self.num_ws, self.w_dim])
+        check_choice("noise_mode", noise_mode, NOISE_MODES)
+        check_shape("ws", ws, [None, self.num_ws, self.w_dim])
         ws = ws.to(torch.float32)
         x = img = None
         w_idx = 0
@@ -871,8 +609,8 @@ class Generator(nn.Module):
         synthesis_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        mapping_kwargs = _check_keys("mapping_kwargs", mapping_kwargs, MAPPING_KWARGS)
-        synthesis_kwargs = _check_keys("synthesis_kwargs", synthesis_kwargs, SYNTHESIS_KWARGS)
+        mapping_kwargs = check_keys("mapping_kwargs", mapping_kwargs, MAPPING_KWARGS)
+        synthesis_kwargs = check_keys("synthesis_kwargs", synthesis_kwargs, SYNTHESIS_KWARGS)
         self._init_kwargs = copy.deepcopy(
             dict(
                 z_dim=z_dim,
@@ -916,243 +654,3 @@ class Generator(nn.Module):
         """
         ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_emas=update_emas)
         return self.synthesis(ws, noise_mode, force_fp32, fused_modconv, generator)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Discriminator.
-
-
-class DiscriminatorBlock(nn.Module):
-    """One resolution of the discriminator: ``[N, tmp, R, R] -> [N, out_channels, R/2, R/2]``.
-
-    ``fromrgb`` reads the image in the first block (every block for ``skip``); ``resnet`` adds a 1x1
-    down-sampling shortcut.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        tmp_channels: int,
-        out_channels: int,
-        resolution: int,
-        img_channels: int,
-        first_layer_idx: int,
-        architecture: str = "resnet",
-        activation: str = "lrelu",
-        resample_filter: Sequence[float] = (1, 3, 3, 1),
-        conv_clamp: float | None = None,
-        use_fp16: bool = False,
-        fp16_channels_last: bool = False,
-        freeze_layers: int = 0,
-    ) -> None:
-        super().__init__()
-        _check_choice("architecture", architecture, ARCHITECTURES)
-        if in_channels not in (0, tmp_channels):
-            raise ConfigError(f"in_channels must be 0 or {tmp_channels}, got {in_channels}")
-        self.in_channels = in_channels
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.first_layer_idx = first_layer_idx
-        self.architecture = architecture
-        self.use_fp16 = use_fp16
-        self.channels_last = use_fp16 and fp16_channels_last
-        self.register_buffer("resample_filter", setup_filter(resample_filter))
-        self.num_layers = 0
-
-        def conv(*args: Any, **kwargs: Any) -> Conv2dLayer:
-            trainable = self.first_layer_idx + self.num_layers >= freeze_layers
-            self.num_layers += 1
-            return Conv2dLayer(*args, trainable=trainable, channels_last=self.channels_last, **kwargs)
-
-        act = dict(activation=activation, conv_clamp=conv_clamp)
-        if in_channels == 0 or architecture == "skip":
-            self.fromrgb = conv(img_channels, tmp_channels, kernel_size=1, **act)
-        self.conv0 = conv(tmp_channels, tmp_channels, kernel_size=3, **act)
-        self.conv1 = conv(tmp_channels, out_channels, kernel_size=3, down=2, resample_filter=resample_filter, **act)
-        if architecture == "resnet":
-            self.skip = conv(
-                tmp_channels, out_channels, kernel_size=1, bias=False, down=2, resample_filter=resample_filter
-            )
-
-    def forward(self, x: Tensor | None, img: Tensor | None, force_fp32: bool = False) -> tuple[Tensor, Tensor | None]:
-        """``x [N, in_channels, R, R]`` or ``None``, ``img [N, img_channels, R, R]`` -> ``(x, img at R/2 or None)``."""
-        device = (x if x is not None else img).device
-        dtype = _block_dtype(self.use_fp16, force_fp32, device)
-        fmt = torch.channels_last if self.channels_last and dtype == torch.float16 else torch.contiguous_format
-        if x is not None:
-            x = x.to(dtype=dtype, memory_format=fmt)
-        if self.in_channels == 0 or self.architecture == "skip":
-            _check_shape("img", img, [None, self.img_channels, self.resolution, self.resolution])
-            img = img.to(dtype=dtype, memory_format=fmt)
-            y = self.fromrgb(img)
-            x = x + y if x is not None else y
-            img = downsample2d(img, self.resample_filter) if self.architecture == "skip" else None
-        if self.architecture == "resnet":
-            y = self.skip(x, gain=math.sqrt(0.5))
-            x = self.conv1(self.conv0(x), gain=math.sqrt(0.5))
-            x = y + x
-        else:
-            x = self.conv1(self.conv0(x))
-        return x, img
-
-
-class MinibatchStdLayer(nn.Module):
-    """Append the standard deviation across groups of ``group_size`` samples as extra channels.
-
-    Shapes: ``[N, C, H, W] -> [N, C + num_channels, H, W]``; ``N`` must be a multiple of ``min(group_size, N)``.
-    """
-
-    def __init__(self, group_size: int | None, num_channels: int = 1) -> None:
-        super().__init__()
-        self.group_size = group_size
-        self.num_channels = num_channels
-
-    def forward(self, x: Tensor) -> Tensor:
-        n, c, h, w = x.shape
-        g = min(self.group_size, n) if self.group_size is not None else n
-        if n % g:
-            raise ConfigError(f"batch size {n} must be a multiple of the minibatch-std group size {g}")
-        f = self.num_channels
-        y = x.reshape(g, -1, f, c // f, h, w)  # [G, n, F, c, H, W]
-        y = (y - y.mean(dim=0)).square().mean(dim=0)  # variance over each group  [n, F, c, H, W]
-        y = (y + 1e-8).sqrt().mean(dim=[2, 3, 4])  # [n, F]
-        y = y.reshape(-1, f, 1, 1).repeat(g, 1, h, w)  # [N, F, H, W]
-        return torch.cat([x, y], dim=1)
-
-
-class DiscriminatorEpilogue(nn.Module):
-    """Final 4x4 stage: minibatch std, conv, two dense layers, optional projection onto the label embedding.
-
-    Shapes: ``[N, in_channels, 4, 4] -> [N, 1]`` float32.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        cmap_dim: int,
-        resolution: int,
-        img_channels: int,
-        architecture: str = "resnet",
-        mbstd_group_size: int | None = 4,
-        mbstd_num_channels: int = 1,
-        activation: str = "lrelu",
-        conv_clamp: float | None = None,
-    ) -> None:
-        super().__init__()
-        _check_choice("architecture", architecture, ARCHITECTURES)
-        self.in_channels = in_channels
-        self.cmap_dim = cmap_dim
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.architecture = architecture
-        if architecture == "skip":
-            self.fromrgb = Conv2dLayer(img_channels, in_channels, kernel_size=1, activation=activation)
-        self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
-        self.conv = Conv2dLayer(
-            in_channels + mbstd_num_channels, in_channels, kernel_size=3, activation=activation, conv_clamp=conv_clamp
-        )
-        self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation=activation)
-        self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
-
-    def forward(self, x: Tensor, img: Tensor | None, cmap: Tensor | None) -> Tensor:
-        x = x.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-        if self.architecture == "skip":
-            x = x + self.fromrgb(img.to(dtype=torch.float32, memory_format=torch.contiguous_format))
-        if self.mbstd is not None:
-            x = self.mbstd(x)
-        x = self.out(self.fc(self.conv(x).flatten(1)))
-        if self.cmap_dim > 0:
-            x = (x * cmap).sum(dim=1, keepdim=True) * (1 / math.sqrt(self.cmap_dim))
-        return x
-
-
-class Discriminator(nn.Module):
-    """StyleGAN2-ADA discriminator (``resnet`` by default) with NVIDIA's state_dict names.
-
-    Args:
-        c_dim: label size; 0 = unconditional (labels are projected onto ``cmap_dim`` when > 0).
-        img_resolution: input size, a power of two >= 4.
-        img_channels: input channels.
-        block_kwargs: keys ``activation``, ``resample_filter``, ``fp16_channels_last``, ``freeze_layers``.
-        mapping_kwargs: label mapping keys ``num_layers``, ``embed_features``, ``layer_features``, ``activation``,
-            ``lr_multiplier``.
-        epilogue_kwargs: keys ``mbstd_group_size``, ``mbstd_num_channels``, ``activation``.
-    """
-
-    def __init__(
-        self,
-        c_dim: int,
-        img_resolution: int,
-        img_channels: int,
-        architecture: str = "resnet",
-        channel_base: int = 32768,
-        channel_max: int = 512,
-        num_fp16_res: int = 0,
-        conv_clamp: float | None = None,
-        cmap_dim: int | None = None,
-        block_kwargs: Mapping[str, Any] | None = None,
-        mapping_kwargs: Mapping[str, Any] | None = None,
-        epilogue_kwargs: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        block_kwargs = _check_keys("block_kwargs", block_kwargs, _D_BLOCK_KWARGS)
-        mapping_kwargs = _check_keys("mapping_kwargs", mapping_kwargs, _D_MAPPING_KWARGS)
-        epilogue_kwargs = _check_keys("epilogue_kwargs", epilogue_kwargs, _D_EPILOGUE_KWARGS)
-        if img_resolution < 4 or img_resolution & (img_resolution - 1):
-            raise ConfigError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
-        self._init_kwargs = copy.deepcopy(
-            dict(
-                c_dim=c_dim,
-                img_resolution=img_resolution,
-                img_channels=img_channels,
-                architecture=architecture,
-                channel_base=channel_base,
-                channel_max=channel_max,
-                num_fp16_res=num_fp16_res,
-                conv_clamp=conv_clamp,
-                cmap_dim=cmap_dim,
-                block_kwargs=block_kwargs,
-                mapping_kwargs=mapping_kwargs,
-                epilogue_kwargs=epilogue_kwargs,
-            )
-        )
-        self.c_dim = c_dim
-        self.img_resolution = img_resolution
-        self.img_resolution_log2 = int(math.log2(img_resolution))
-        self.img_channels = img_channels
-        self.block_resolutions = [2**i for i in range(self.img_resolution_log2, 2, -1)]
-        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
-        fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
-        cmap_dim = (channels[4] if cmap_dim is None else cmap_dim) if c_dim > 0 else 0
-        common = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
-        layer_idx = 0
-        for res in self.block_resolutions:
-            block = DiscriminatorBlock(
-                channels[res] if res < img_resolution else 0,
-                channels[res],
-                channels[res // 2],
-                resolution=res,
-                first_layer_idx=layer_idx,
-                use_fp16=res >= fp16_resolution,
-                **block_kwargs,
-                **common,
-            )
-            setattr(self, f"b{res}", block)
-            layer_idx += block.num_layers
-        if c_dim > 0:
-            self.mapping = MappingNetwork(0, c_dim, cmap_dim, num_ws=None, w_avg_beta=None, **mapping_kwargs)
-        self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim=cmap_dim, resolution=4, **epilogue_kwargs, **common)
-
-    @property
-    def init_kwargs(self) -> dict[str, Any]:
-        """The constructor arguments (a copy)."""
-        return copy.deepcopy(self._init_kwargs)
-
-    def forward(self, img: Tensor, c: Tensor | None, force_fp32: bool = False) -> Tensor:
-        """``img [N, img_channels, R, R]`` (range [-1, 1]), ``c [N, c_dim]`` or ``None`` -> logits ``[N, 1]``."""
-        _check_shape("img", img, [None, self.img_channels, self.img_resolution, self.img_resolution])
-        x = None
-        for res in self.block_resolutions:
-            x, img = getattr(self, f"b{res}")(x, img, force_fp32=force_fp32)
-        cmap = self.mapping(None, c) if self.c_dim > 0 else None
-        return self.b4(x, img, cmap)

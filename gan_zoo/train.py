@@ -36,10 +36,11 @@ from torch import Tensor, nn
 from gan_zoo.augment import diff_augment, parse_policy
 from gan_zoo.checkpoint import load_state_dict_strict, save_generator
 from gan_zoo.config import StageConfig
+from gan_zoo.discriminator import Discriminator
 from gan_zoo.errors import ConfigError
 from gan_zoo.io import atomic_write_bytes, atomic_write_text, changed_keys, write_json
 from gan_zoo.sampling import save_grid
-from gan_zoo.stylegan2 import Discriminator, Generator
+from gan_zoo.stylegan2 import Generator
 
 __all__ = ["TrainConfig", "TrainResult", "build_networks", "train_gan", "dataset_fingerprint"]
 

@@ -20,8 +20,9 @@ import torch
 from nvidia_format import DUMMY_SRC
 from torch import nn
 
+from gan_zoo.discriminator import Discriminator
 from gan_zoo.nvidia import PersistentRecord, inspect_pickle, load_stylegan_pickle, read_stylegan_pickle
-from gan_zoo.stylegan2 import Discriminator, Generator
+from gan_zoo.stylegan2 import Generator
 from latentwalk.errors import ConfigError, DataError, MissingWeightsError, UnsafePickleError
 
 

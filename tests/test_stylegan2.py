@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from gan_zoo.checkpoint import checkpoint_paths, load_generator, read_generator_config, save_generator
-from gan_zoo.stylegan2 import Discriminator, Generator, downsample2d, setup_filter, upsample2d
+from gan_zoo.discriminator import Discriminator
+from gan_zoo.ops import downsample2d, setup_filter, upsample2d
+from gan_zoo.stylegan2 import Generator
 from latentwalk.errors import ConfigError, DataError, MissingWeightsError
 
 
