@@ -163,7 +163,7 @@ class Ladder:
     def samples(self, per_label: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Random samples of G, ``per_label`` of each label: labelled by the conditioning for a conditional G, else
         by the class guide's argmax (a label the guide rarely gives may stay short)."""
-        from latentwalk.paths import sample_w
+        from latentwalk.endpoints import sample_w
 
         gen = torch.Generator().manual_seed(seed)
         if int(getattr(self.G, "c_dim", 0)) > 0:
@@ -189,7 +189,7 @@ class Ladder:
     def sampled_endpoints(self, per_label: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``per_label`` pairs of random W points of each label, drawn as ``generate`` draws them: with the label as
         conditioning (conditional G), else kept when the class guide gives that label."""
-        from latentwalk.paths import sample_w
+        from latentwalk.endpoints import sample_w
 
         gen = torch.Generator().manual_seed(seed)
         conditional = int(getattr(self.G, "c_dim", 0)) > 0

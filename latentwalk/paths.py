@@ -43,14 +43,14 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from latentwalk.config import StageConfig
-from latentwalk.errors import ConfigError, DataError
+from latentwalk.errors import ConfigError
 
 __all__ = [
     "IMPLS",
@@ -58,13 +58,13 @@ __all__ = [
     "DIAGNOSTICS",
     "PlanConfig",
     "WalkResult",
-    "EndpointPairs",
     "linear_paths",
     "slerp_paths",
     "plan_paths",
     "render_paths",
-    "sample_w",
-    "pair_endpoints",
+    "classifier_input",
+    "labels_tensor",
+    "render_ws",
 ]
 
 logger = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ def slerp_paths(w_a: Tensor, w_b: Tensor, n_steps: int) -> Tensor:
 # Shared pieces of both implementations.
 
 
-def _render(G: nn.Module, ws: Tensor, fused_modconv: bool | None) -> Tensor:
+def render_ws(G: nn.Module, ws: Tensor, fused_modconv: bool | None) -> Tensor:
     """:func:`gan_zoo.sampling.synthesize` clamped to [-1, 1] ``[N, C, R, R]``."""
     from gan_zoo.sampling import synthesize
 
@@ -284,7 +284,8 @@ def resolve_repeat_gray(repeat_gray: bool | None, net: nn.Module | None) -> bool
     return getattr(net, "in_channels", 3) == 3
 
 
-def _classifier_input(img: Tensor, cfg: PlanConfig) -> Tensor:
+def classifier_input(img: Tensor, cfg: PlanConfig) -> Tensor:
+    """Images as the guides take them (gray repeated to 3 channels when ``cfg.repeat_gray``)."""
     if cfg.repeat_gray and img.shape[1] == 1:
         img = img.repeat(1, 3, 1, 1)  # [N, 3, R, R]
     if cfg.channels_last:
@@ -314,7 +315,8 @@ def _equidistance(full: Tensor) -> Tensor:
     return diff.square().sum(dim=(1, 2))
 
 
-def _labels_tensor(labels: Tensor | Sequence[int], n: int, device: torch.device) -> Tensor:
+def labels_tensor(labels: Tensor | Sequence[int], n: int, device: torch.device) -> Tensor:
+    """``labels`` as an int64 tensor ``[n]`` on ``device``, checked."""
     if not isinstance(labels, Tensor):
         try:
             labels = torch.as_tensor(list(labels))
@@ -362,7 +364,7 @@ def _check_networks(
 ) -> list[str]:
     """One image through both classifiers before any optimisation; returns notes for the result."""
     with torch.no_grad():
-        img = _classifier_input(_render(G, a[:1].expand(-1, int(G.num_ws), -1), cfg.fused_modconv), cfg)
+        img = classifier_input(render_ws(G, a[:1].expand(-1, int(G.num_ws), -1), cfg.fused_modconv), cfg)
         try:
             outs = {"id_net": id_net(img), "class_net": class_net(img)}
         except RuntimeError as exc:
@@ -403,7 +405,7 @@ def _diagnostics(
     img_labels = labels.repeat_interleave(n_steps)  # [B * n_steps]
     id_max, id_ent, cls_p = [], [], []
     for s in range(0, pts.shape[0], cfg.chunk):
-        img = _classifier_input(_render(G, pts[s : s + cfg.chunk].expand(-1, int(G.num_ws), -1), None), cfg)
+        img = classifier_input(render_ws(G, pts[s : s + cfg.chunk].expand(-1, int(G.num_ws), -1), None), cfg)
         logp = F.log_softmax(id_net(img).float(), dim=1)  # [n, K_id]
         id_max.append(logp.max(dim=1).values.exp())
         id_ent.append(-(logp.exp() * logp).sum(dim=1))
@@ -446,7 +448,7 @@ def _reference_one(
     history = torch.full((cfg.optim_steps, len(LOSS_TERMS)), float("nan"))
     steps = 0
     for step in range(cfg.optim_steps):
-        imgs = _classifier_input(_render(G, path.expand(-1, num_ws, -1), None), cfg)  # all interior points at once
+        imgs = classifier_input(render_ws(G, path.expand(-1, num_ws, -1), None), cfg)  # all interior points at once
         privacy = cls = 0
         id_max = []
         for part in imgs.split(REFERENCE_CHUNK):  # the reference's sum of per-chunk means
@@ -519,7 +521,7 @@ def _image_terms(
         e = min(s + cfg.chunk, pts.shape[0])
         x = pts[s:e].detach().requires_grad_(True)  # [n, k, w_dim]
         with amp:
-            img = _classifier_input(_render(G, x.expand(-1, num_ws, -1), cfg.fused_modconv), cfg)  # [n, C, R, R]
+            img = classifier_input(render_ws(G, x.expand(-1, num_ws, -1), cfg.fused_modconv), cfg)  # [n, C, R, R]
             id_logits, cls_logits = id_net(img), class_net(img)
         kl = _kl_to_uniform(id_logits)  # [n]
         ce = F.cross_entropy(cls_logits.float(), img_labels[s:e], reduction="none")  # [n]
@@ -640,7 +642,7 @@ def plan_paths(
     if impl not in IMPLS:
         raise ConfigError(f'unknown PLAN implementation "{impl}"; expected one of {", ".join(IMPLS)}')
     a, b = _as_points(w_a, w_b, G)  # [B, k, w_dim]
-    labels_t = _labels_tensor(labels, a.shape[0], a.device)
+    labels_t = labels_tensor(labels, a.shape[0], a.device)
     for name in ("amp", "channels_last"):
         if getattr(cfg, name) and impl == "reference":
             raise ConfigError(f'{name}=True applies to impl="batched" only; the reference runs in float32')
@@ -684,139 +686,5 @@ def render_paths(G: nn.Module, paths: Tensor, *, chunk: int = 64) -> Tensor:
     flat = paths.flatten(0, 1)  # [B * n_steps, (num_ws,) w_dim]
     if flat.ndim == 2:
         flat = flat[:, None, :].expand(-1, int(G.num_ws), -1)  # W broadcast over the layers
-    images = torch.cat([G.synthesis(part, noise_mode="const").clamp(-1, 1) for part in flat.split(chunk)])
+    images = torch.cat([render_ws(G, part, None) for part in flat.split(chunk)])
     return images.reshape(*paths.shape[:2], *images.shape[1:])
-
-
-def sample_w(
-    G: nn.Module,
-    n: int,
-    *,
-    truncation_psi: float = 1.0,
-    generator: torch.Generator | None = None,
-    label: int | None = None,
-    class_net: nn.Module | None = None,
-    batch: int = 256,
-    max_draws: int | None = None,
-    repeat_gray: bool | None = None,
-) -> Tensor:
-    """Random W points from ``z ~ N(0, I)`` through ``G.mapping`` with truncation, optionally of one class.
-
-    With ``class_net`` and ``label``, each drawn point is rendered (``noise_mode='const'``, clamped, gray repeated
-    to 3 channels when ``repeat_gray``) and kept only if ``class_net``'s argmax is ``label``; draws continue in
-    batches until ``n`` are kept. A conditional generator (``c_dim > 0``) needs ``label`` and gets it one-hot.
-
-    Args:
-        G: generator with NVIDIA's contract; points are made on its device.
-        n: points wanted, >= 1.
-        truncation_psi: ``w = w_avg + psi (w - w_avg)``; 1 = off.
-        generator: CPU random generator for ``z`` (``None`` = torch's default); the result also depends on
-            ``batch``.
-        label: wanted class, or ``None`` for any.
-        class_net: classifier filtering the draws by ``label``; ``None`` = keep every draw.
-        batch: points drawn (and rendered) per pass.
-        max_draws: give up after this many draws; ``None`` = ``max(100 * n, batch)``.
-        repeat_gray: as :attr:`PlanConfig.repeat_gray`.
-
-    Returns:
-        ``[n, w_dim]`` float32 on ``G``'s device, in draw order.
-
-    Raises:
-        ConfigError: invalid counts, ``class_net`` without ``label``, a conditional generator without ``label``, or
-            fewer than ``n`` draws accepted within ``max_draws``.
-    """
-    for name, value in (("n", n), ("batch", batch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    if class_net is not None and label is None:
-        raise ConfigError("class_net filters draws by a label: pass label as well")
-    c_dim = int(getattr(G, "c_dim", 0))
-    if c_dim > 0 and label is None:
-        raise ConfigError(f"the generator is conditional (c_dim={c_dim}): pass the label to sample")
-    if c_dim > 0 and not 0 <= label < c_dim:
-        raise ConfigError(f"label must be in [0, {c_dim}) for this conditional generator, got {label}")
-    max_draws = max(100 * n, batch) if max_draws is None else max_draws
-    if isinstance(max_draws, bool) or not isinstance(max_draws, int) or max_draws < n:
-        raise ConfigError(f"max_draws must be an integer >= n ({n}), got {max_draws!r}")
-    param = next(iter(G.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
-    cfg = PlanConfig(repeat_gray=resolve_repeat_gray(repeat_gray, class_net), fused_modconv=None)
-    kept: list[Tensor] = []
-    n_kept = drawn = 0
-    with torch.no_grad():
-        while n_kept < n and drawn < max_draws:
-            m = min(batch, max_draws - drawn)
-            z = torch.randn(m, int(G.z_dim), generator=generator).to(device)
-            c = None
-            if c_dim > 0:
-                c = F.one_hot(torch.full((m,), label, dtype=torch.long), c_dim).float().to(device)
-            ws = G.mapping(z, c, truncation_psi=truncation_psi)  # [m, num_ws, w_dim]
-            if class_net is not None:
-                pred = class_net(_classifier_input(_render(G, ws, None), cfg)).argmax(dim=1)  # [m]
-                ws = ws[pred == label]
-            kept.append(ws[:, 0].float())
-            n_kept += ws.shape[0]
-            drawn += m
-    if n_kept < n:
-        raise ConfigError(
-            f"class_net kept only {n_kept} of {drawn} draws as label {label}, fewer than the {n} wanted; the "
-            "generator rarely makes this class: raise max_draws, lower truncation_psi, or check the label"
-        )
-    return torch.cat(kept)[:n]
-
-
-class EndpointPairs(NamedTuple):
-    """Same-label pairs of latent points: ``w_a``, ``w_b`` ``[P, ...]``, ``labels [P]``, row indices ``[P]``."""
-
-    w_a: Tensor
-    w_b: Tensor
-    labels: Tensor
-    index_a: Tensor
-    index_b: Tensor
-
-
-def pair_endpoints(
-    ws: Tensor, labels: Tensor | Sequence[int], n_pairs: int, generator: torch.Generator | None = None
-) -> EndpointPairs:
-    """Draw ``n_pairs`` pairs of distinct points with the same label (labels in proportion to their points).
-
-    The first point of a pair is uniform over all points, the second uniform over the other points of its label;
-    pairs may repeat when ``n_pairs`` is large.
-
-    Args:
-        ws: latent points ``[N, ...]`` (e.g. ``[N, w_dim]`` or ``[N, num_ws, w_dim]``).
-        labels: ``[N]`` integer label per point.
-        n_pairs: pairs wanted, >= 1.
-        generator: CPU random generator (``None`` = torch's default).
-
-    Returns:
-        :class:`EndpointPairs` with ``w_a``, ``w_b`` ``[n_pairs, ...]`` on ``ws``'s device, ``labels`` and the row
-        indices into ``ws`` (int64, CPU).
-
-    Raises:
-        DataError: a label has fewer than 2 points (it cannot form a pair).
-        ConfigError: ``labels`` not ``[N]`` integers, or ``n_pairs < 1``.
-    """
-    if not isinstance(ws, Tensor) or ws.dim() < 2:
-        raise ConfigError(f"ws must be a tensor [N, ...] of latent points, got {getattr(ws, 'shape', type(ws))}")
-    if isinstance(n_pairs, bool) or not isinstance(n_pairs, int) or n_pairs < 1:
-        raise ConfigError(f"n_pairs must be an integer >= 1, got {n_pairs!r}")
-    lab = _labels_tensor(labels, ws.shape[0], torch.device("cpu"))
-    values, counts = torch.unique(lab, return_counts=True)
-    lonely = values[counts < 2].tolist()
-    if lonely:
-        raise DataError(
-            f"label(s) {lonely} have fewer than 2 latent points, so no same-label pair exists; sample more points "
-            "of those labels or leave them out"
-        )
-    first = torch.randint(ws.shape[0], (n_pairs,), generator=generator)  # [P]
-    second = torch.empty_like(first)
-    rank = torch.empty_like(lab)  # position of each point among the points of its label
-    for value in values.tolist():  # per label, not per pair
-        members = (lab == value).nonzero().squeeze(1)  # [M]
-        rank[members] = torch.arange(members.numel())
-        rows = (lab[first] == value).nonzero().squeeze(1)  # pairs whose first point has this label
-        if rows.numel():
-            offset = torch.randint(1, members.numel(), (rows.numel(),), generator=generator)  # never the point itself
-            second[rows] = members[(rank[first[rows]] + offset) % members.numel()]
-    return EndpointPairs(ws[first.to(ws.device)], ws[second.to(ws.device)], lab[first], first, second)

@@ -92,7 +92,8 @@ def compare_walks(
     """
     from dataclasses import replace
 
-    from latentwalk.paths import PlanConfig, linear_paths, plan_paths, render_paths, sample_w
+    from latentwalk.endpoints import sample_w
+    from latentwalk.paths import PlanConfig, linear_paths, plan_paths, render_paths
 
     names = tuple(label_names or guides.label_names)
     if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(guides.label_names):

@@ -123,3 +123,8 @@ def test_changed_keys_names_what_differs_at_any_depth_and_ignores_tuple_vs_list(
     assert changed_keys(old, new) == ["chunk", "config.steps", "gone"]
     assert changed_keys(old, new, ignore=["chunk", "gone"]) == ["config.steps"]
     assert changed_keys(old, old) == []
+
+
+def test_no_source_file_is_over_800_lines():
+    long = {str(p.relative_to(ROOT)): n for p in MODULES.values() if (n := len(p.read_text().splitlines())) > 800}
+    assert not long, f"split these modules: {long}"

@@ -11,14 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_zoo.stylegan2 import Generator
+from latentwalk.endpoints import pair_endpoints, sample_w
 from latentwalk.errors import ConfigError, DataError
 from latentwalk.paths import (
     PlanConfig,
     linear_paths,
-    pair_endpoints,
     plan_paths,
     reference_chunk_weights,
-    sample_w,
     slerp_paths,
 )
 

@@ -5,10 +5,11 @@ import torch
 import gan_zoo
 from gan_zoo.invert import InvertConfig
 from latentwalk.data import open_dataset
+from latentwalk.endpoints import pair_endpoints
 from latentwalk.guides import GuideConfig, load_guides, train_guides
 from latentwalk.invert import invert_dataset, load_latents
 from latentwalk.ksame import KSameConfig, check_k_anonymity, group_latents
-from latentwalk.paths import PlanConfig, linear_paths, pair_endpoints, plan_paths, render_paths
+from latentwalk.paths import PlanConfig, linear_paths, plan_paths, render_paths
 
 
 def test_plan_walks_between_ksame_centroids_of_the_demo_generator(cxr_dataset, tmp_path):

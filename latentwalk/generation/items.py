@@ -133,7 +133,7 @@ def distinct_pairs(n_groups: int, seed: int, label: int) -> Tensor:
 
 
 def endpoints(ctx: Context, item: Item, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    from latentwalk.paths import sample_w
+    from latentwalk.endpoints import sample_w
 
     cfg, P = ctx.cfg, ctx.cfg.paths_per_item
     if cfg.method in ("linear", "plan"):
