@@ -25,7 +25,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -313,6 +313,100 @@ def _load_state(out: Path, nets, opts, gen) -> dict:
 # Driver
 
 
+@dataclass
+class _Run:
+    """The state of one training run that snapshots write and a resume reads back."""
+
+    out: Path
+    cfg: TrainConfig
+    fingerprint: str
+    n_images: int
+    n_labels: int
+    provenance: dict[str, Any]
+    nets: dict[str, nn.Module] = field(default_factory=dict)
+    opts: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
+    gen: torch.Generator | None = None
+    grid: tuple = ()
+    images_seen: int = 0
+    step: int = 0
+    stats: dict[str, float] = field(default_factory=dict)
+    t0: float = 0.0
+    seen_at_t0: int = 0
+
+
+def _check_training_data(images: Tensor, labels: Tensor, cfg: TrainConfig) -> None:
+    if images.ndim != 4 or images.shape[2:] != (cfg.resolution, cfg.resolution) or images.shape[1] not in (1, 3):
+        raise ConfigError(
+            f"training images must be [N, 1 or 3, {cfg.resolution}, {cfg.resolution}], got {list(images.shape)}"
+        )
+    if len(images) < 2 or len(labels) != len(images):
+        raise ConfigError(f"need at least 2 images with one label each, got {len(images)} images, {len(labels)} labels")
+
+
+def _open_run(run: _Run, *, resume: bool, overwrite: bool) -> None:
+    """Claim the run folder (:mod:`gan_zoo.outputs`); on ``resume`` load the last snapshot after checking that it
+    was made with the same settings (``kimg`` aside) and the same data."""
+    from gan_zoo.outputs import claim_dir, mark_dir, replace_dir
+
+    out, cfg = run.out, run.cfg
+    if claim_dir(out, overwrite=overwrite, resumable="gan train", resume=resume) == "replace":
+        replace_dir(out)
+    if resume and (out / "state.json").is_file():
+        info = _load_state(out, run.nets, run.opts, run.gen)
+        saved = TrainConfig.from_dict(info["config"])
+        diff = changed_keys(saved.to_dict(), cfg.to_dict(), ignore=["kimg"])
+        if diff or info["fingerprint"] != run.fingerprint:
+            what = f"different settings ({', '.join(diff)})" if diff else "a different dataset"
+            raise ConfigError(
+                f"{out} holds a run with {what}; resume with the same options (only --kimg may change) or choose "
+                "a new --out"
+            )
+        run.images_seen, run.step = info["images_seen"], info["step"]
+    mark_dir(out, "gan train", files=(), patterns=_RUN_PATTERNS)
+    (out / "samples").mkdir(exist_ok=True)
+
+
+def _track(run: _Run, values: dict[str, float]) -> None:
+    """Running averages of the step's losses; a non-finite one stops the run with a message."""
+    for k, v in values.items():
+        if not math.isfinite(v):
+            raise ConfigError(f"training diverged at {run.images_seen / 1000:.1f} kimg ({k} = {v}); lower --lr")
+        run.stats[k] = v if k not in run.stats else 0.98 * run.stats[k] + 0.02 * v
+
+
+def _snapshot(run: _Run) -> None:
+    """Write the sample grid, the log line, the generator and the resumable state (state.json last)."""
+    out, cfg = run.out, run.cfg
+    with torch.no_grad():
+        fakes = run.nets["G_ema"](*run.grid, noise_mode="const")
+    kimg = run.images_seen / 1000
+    save_grid(fakes, out / "samples" / f"fakes_{kimg:010.3f}kimg.png", nrow=8)
+    seconds = time.perf_counter() - run.t0
+    record = {
+        "kimg": round(kimg, 3),
+        "images_per_s": round((run.images_seen - run.seen_at_t0) / max(seconds, 1e-9), 2),
+        **{k: round(v, 5) for k, v in run.stats.items()},
+    }
+    with open(out / "log.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    save_generator(
+        run.nets["G_ema"],
+        out / "generator",
+        {
+            "trainer": "gan_zoo.train",
+            "train_config": cfg.to_dict(),
+            "kimg": round(kimg, 3),
+            "dataset_sha256": run.fingerprint,
+            "n_images": run.n_images,
+            "label_count": run.n_labels,
+            **run.provenance,
+        },
+    )
+    info = {"config": cfg.to_dict(), "images_seen": run.images_seen, "step": run.step, "fingerprint": run.fingerprint}
+    _save_state(out, run.nets, run.opts, run.gen, info)
+    run.t0, run.seen_at_t0 = time.perf_counter(), run.images_seen
+
+
 # what a training run writes (latentwalk.outputs): snapshots, samples, the log, the finished generator
 _RUN_PATTERNS = ("state.safetensors", "state.json", "generator.safetensors", "generator.json", "log.jsonl", "DONE",
                  ".*.tmp", "samples/*.png", "samples/.*.tmp")  # fmt: skip
@@ -357,16 +451,11 @@ def train_gan(
 
     out = Path(out)
     device = torch.device("cpu") if device is None else torch.device(device)
-    if images.ndim != 4 or images.shape[2:] != (cfg.resolution, cfg.resolution) or images.shape[1] not in (1, 3):
-        raise ConfigError(
-            f"training images must be [N, 1 or 3, {cfg.resolution}, {cfg.resolution}], got {list(images.shape)}"
-        )
-    if len(images) < 2 or len(labels) != len(images):
-        raise ConfigError(f"need at least 2 images with one label each, got {len(images)} images, {len(labels)} labels")
+    _check_training_data(images, labels, cfg)
     n_labels = int(labels.max()) + 1 if n_labels is None else n_labels
     c_dim = n_labels if cfg.conditional else 0
     policy = parse_policy(cfg.augment)
-    fingerprint = dataset_fingerprint(images, labels)
+    run = _Run(out, cfg, dataset_fingerprint(images, labels), len(images), n_labels, provenance or {})
 
     G, D = build_networks(cfg, images.shape[1], c_dim)
     if init_from is not None:
@@ -376,104 +465,47 @@ def train_gan(
     ratio = cfg.r1_interval / (cfg.r1_interval + 1)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.0, 0.99), eps=1e-8)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    nets, opts = {"G": G, "D": D, "G_ema": G_ema}, {"opt_g": opt_g, "opt_d": opt_d}
-
-    from gan_zoo.outputs import claim_dir, mark_dir, replace_dir
-
-    if claim_dir(out, overwrite=overwrite, resumable="gan train", resume=resume) == "replace":
-        replace_dir(out)
-    images_seen, step, start_kimg = 0, 0, 0.0
-    if resume and (out / "state.json").is_file():
-        info = _load_state(out, nets, opts, gen)
-        saved = TrainConfig.from_dict(info["config"])
-        diff = changed_keys(saved.to_dict(), cfg.to_dict(), ignore=["kimg"])
-        if diff or info["fingerprint"] != fingerprint:
-            what = f"different settings ({', '.join(diff)})" if diff else "a different dataset"
-            raise ConfigError(
-                f"{out} holds a run with {what}; resume with the same options (only --kimg may change) or choose "
-                "a new --out"
-            )
-        images_seen, step = info["images_seen"], info["step"]
-        start_kimg = images_seen / 1000
-    mark_dir(out, "gan train", files=(), patterns=_RUN_PATTERNS)
-    (out / "samples").mkdir(exist_ok=True)
+    run.nets, run.opts = {"G": G, "D": D, "G_ema": G_ema}, {"opt_g": opt_g, "opt_d": opt_d}
+    gen = run.gen = torch.Generator().manual_seed(cfg.seed)
+    _open_run(run, resume=resume, overwrite=overwrite)
+    start_kimg = run.images_seen / 1000
 
     grid_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    grid_z, grid_c = _latents(cfg, 32, c_dim, n_labels, grid_gen, device)
+    run.grid = _latents(cfg, 32, c_dim, n_labels, grid_gen, device)
     if not (out / "samples" / "reals.png").exists():
         pick = torch.randperm(len(images), generator=grid_gen)[:32]
         save_grid(images[pick], out / "samples" / "reals.png", nrow=8)
 
     total = int(cfg.kimg * 1000)
     snapshot_every = int(cfg.snapshot_kimg * 1000)
-    next_snapshot = (images_seen // snapshot_every + 1) * snapshot_every
+    next_snapshot = (run.images_seen // snapshot_every + 1) * snapshot_every
     labels_device = labels.to(device)
-    t0, seen_at_t0, stats = time.perf_counter(), images_seen, {}
     started = time.perf_counter()
-
-    def snapshot() -> None:
-        nonlocal t0, seen_at_t0
-        with torch.no_grad():
-            fakes = G_ema(grid_z, grid_c, noise_mode="const")
-        kimg = images_seen / 1000
-        save_grid(fakes, out / "samples" / f"fakes_{kimg:010.3f}kimg.png", nrow=8)
-        seconds = time.perf_counter() - t0
-        record = {
-            "kimg": round(kimg, 3),
-            "images_per_s": round((images_seen - seen_at_t0) / max(seconds, 1e-9), 2),
-            **{k: round(v, 5) for k, v in stats.items()},
-        }
-        with open(out / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        save_generator(
-            G_ema,
-            out / "generator",
-            {
-                "trainer": "gan_zoo.train",
-                "train_config": cfg.to_dict(),
-                "kimg": round(kimg, 3),
-                "dataset_sha256": fingerprint,
-                "n_images": len(images),
-                "label_count": n_labels,
-                **(provenance or {}),
-            },
-        )
-        _save_state(
-            out,
-            nets,
-            opts,
-            gen,
-            {"config": cfg.to_dict(), "images_seen": images_seen, "step": step, "fingerprint": fingerprint},
-        )
-        t0, seen_at_t0 = time.perf_counter(), images_seen
-
-    bar = tqdm(total=total, initial=min(images_seen, total), unit="img", desc="train gan", disable=not progress)
+    run.t0, run.seen_at_t0 = started, run.images_seen
+    bar = tqdm(total=total, initial=min(run.images_seen, total), unit="img", desc="train gan", disable=not progress)
     try:
-        while images_seen < total:
+        while run.images_seen < total:
             idx = torch.randint(0, len(images), (cfg.batch,), generator=gen)
             real = images[idx].to(device)
             real_c = F.one_hot(labels_device[idx.to(device)], n_labels).float() if c_dim else None
             z, c = _latents(cfg, cfg.batch, c_dim, n_labels, gen, device)
-            r1_every = cfg.r1_interval if cfg.gamma > 0 and step % cfg.r1_interval == 0 else None
+            r1_every = cfg.r1_interval if cfg.gamma > 0 and run.step % cfg.r1_interval == 0 else None
             d_stats = _d_step(G, D, opt_d, real, real_c, z, c, policy, gen, cfg.gamma, r1_every)
             z, c = _latents(cfg, cfg.batch, c_dim, n_labels, gen, device)
             g_stats = _g_step(G, D, opt_g, z, c, policy, gen)
-            images_seen += cfg.batch
-            step += 1
-            _update_ema(G, G_ema, cfg, images_seen)
-            for k, v in {**d_stats, **g_stats}.items():
-                if not math.isfinite(v):
-                    raise ConfigError(f"training diverged at {images_seen / 1000:.1f} kimg ({k} = {v}); lower --lr")
-                stats[k] = v if k not in stats else 0.98 * stats[k] + 0.02 * v
+            run.images_seen += cfg.batch
+            run.step += 1
+            _update_ema(G, G_ema, cfg, run.images_seen)
+            _track(run, {**d_stats, **g_stats})
             bar.update(cfg.batch)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, refresh=False)
-            if images_seen >= next_snapshot or images_seen >= total:
-                snapshot()
+            bar.set_postfix({k: f"{v:.3f}" for k, v in run.stats.items()}, refresh=False)
+            if run.images_seen >= next_snapshot or run.images_seen >= total:
+                _snapshot(run)
                 next_snapshot += snapshot_every
     finally:
         bar.close()
     if not (out / "generator.json").exists():  # resumed a finished run with the same kimg
-        snapshot()
+        _snapshot(run)
+    images_seen = run.images_seen
     atomic_write_text(out / "DONE", f"{images_seen / 1000:.3f} kimg\n")
     return TrainResult(out / "generator.safetensors", images_seen / 1000, time.perf_counter() - started, start_kimg)
