@@ -104,11 +104,9 @@ def run_demo(
     from latentwalk.data.phantoms import KINDS, PhantomConfig, write_phantom_dataset
     from latentwalk.data.validate import check_images, format_summary, summarize
     from latentwalk.devices import resolve_device
-    from latentwalk.guides import GuideConfig, load_guides, train_guides
+    from latentwalk.guides import GuideConfig, train_guides
     from latentwalk.invert import invert_dataset
-    from latentwalk.paths import PlanConfig
     from latentwalk.pipeline import GenerateConfig, generate
-    from latentwalk.walk import compare_walks, save_walk
 
     if cfg.kind not in KINDS:
         raise ConfigError(f'unknown demo kind "{cfg.kind}"; expected one of {", ".join(KINDS)}')
@@ -178,36 +176,13 @@ def run_demo(
                         out / "baseline-linear", progress=progress)  # fmt: skip
     walk_text = f"[7/8] linear vs PLAN walk between two k-same centroids -> {out / 'walk_strip.png'}"
     with _stage(say, times, "walk", walk_text):
-        from latentwalk.gate import build_gate
-        from latentwalk.ksame import KSameConfig, latent_centroids
-        from latentwalk.pipeline import real_reference
-
-        guides = load_guides(guides_dir, device=device)
-        real, patients = real_reference(index, G)
-        gate = build_gate("identity", real.to(device), patients, guides=guides)
-        label = n_labels - 1
-        with warnings.catch_warnings():  # mixed-label patients were reported by the generation stage
-            warnings.simplefilter("ignore", UserWarning)
-            kcfg = KSameConfig(k=gen_cfg.k, method=gen_cfg.ksame_method, spread=gen_cfg.ksame_spread)
-            centroids, _, _ = latent_centroids(gen_cfg.latents, G, index, [label], kcfg, min_groups=2)
-        ends = (centroids[label][:1].to(device), centroids[label][1:2].to(device))  # two k-same centroids
-        walk = compare_walks(G, guides, gate, label, n_steps=cfg.walk_steps, endpoints=ends,
-                             plan_cfg=PlanConfig(optim_steps=cfg.optim_steps, weights=gen_cfg.weights))  # fmt: skip
-        save_walk(walk, out)
+        walk = _walk_picture(cfg, gen_cfg, G, index, guides_dir, device, out)
         rows = sorted((synth / "images").rglob("*.png"))
         if rows:
             _grid(out / "synthetic.png", rows[:: max(1, len(rows) // 32)][:32])
     evaluation = out / "evaluation"
     with _stage(say, times, "evaluate", f"[8/8] evaluation (privacy, fidelity, utility) -> {evaluation}"):
-        from latentwalk.evaluate.run import EvalConfig, evaluate
-
-        # SSIM over every pair is the slowest space: left to the full `latentwalk evaluate`
-        ecfg = EvalConfig(guides=str(guides_dir), spaces=("identity", "lpips", "pixels"), utility_seeds=(0, 1),
-                          utility_epochs=cfg.eval_epochs, reid_epochs=cfg.eval_epochs, seed=cfg.seed,
-                          device=cfg.device)  # fmt: skip
-        with warnings.catch_warnings():  # small-sample FID warnings are recorded in the report's notes
-            warnings.simplefilter("ignore")
-            ev = evaluate(data_dir, synth, evaluation, ecfg, walk_dir=out, progress=progress)
+        ev = _evaluate_demo(cfg, data_dir, synth, guides_dir, evaluation, out, progress)
     total = round(time.perf_counter() - started, 1)
     figures = _figures(result, base, walk, res, total, times)
     figures["evaluation"] = _evaluation_summary(ev.metrics)
@@ -216,6 +191,45 @@ def run_demo(
     mark_dir(out, "demo")  # the exact files of the finished demo
     say(f"done in {total:.0f}s; report: {out / 'report.md'}; synthetic dataset: {synth}")
     return figures
+
+
+def _walk_picture(cfg: DemoConfig, gen_cfg: Any, G: Any, index: Any, guides_dir: Path, device: Any, out: Path) -> Any:
+    """The linear and the PLAN walk between the first two k-same centroids of the last label, saved as pictures."""
+    from latentwalk.gate import build_gate
+    from latentwalk.guides import load_guides
+    from latentwalk.ksame import KSameConfig, latent_centroids
+    from latentwalk.paths import PlanConfig
+    from latentwalk.pipeline import real_reference
+    from latentwalk.walk import compare_walks, save_walk
+
+    guides = load_guides(guides_dir, device=device)
+    real, patients = real_reference(index, G)
+    gate = build_gate("identity", real.to(device), patients, guides=guides)
+    label = len(index.label_names) - 1
+    with warnings.catch_warnings():  # mixed-label patients were reported by the generation stage
+        warnings.simplefilter("ignore", UserWarning)
+        kcfg = KSameConfig(k=gen_cfg.k, method=gen_cfg.ksame_method, spread=gen_cfg.ksame_spread)
+        centroids, _, _ = latent_centroids(gen_cfg.latents, G, index, [label], kcfg, min_groups=2)
+    ends = (centroids[label][:1].to(device), centroids[label][1:2].to(device))  # two k-same centroids
+    walk = compare_walks(G, guides, gate, label, n_steps=cfg.walk_steps, endpoints=ends,
+                         plan_cfg=PlanConfig(optim_steps=cfg.optim_steps, weights=gen_cfg.weights))  # fmt: skip
+    save_walk(walk, out)
+    return walk
+
+
+def _evaluate_demo(
+    cfg: DemoConfig, data_dir: Path, synth: Path, guides_dir: Path, evaluation: Path, walk_dir: Path, progress: bool
+) -> Any:
+    """``latentwalk evaluate`` of the demo's synthetic set, sized for the demo (no SSIM space, short trainings)."""
+    from latentwalk.evaluate.run import EvalConfig, evaluate
+
+    # SSIM over every pair is the slowest space: left to the full `latentwalk evaluate`
+    ecfg = EvalConfig(guides=str(guides_dir), spaces=("identity", "lpips", "pixels"), utility_seeds=(0, 1),
+                      utility_epochs=cfg.eval_epochs, reid_epochs=cfg.eval_epochs, seed=cfg.seed,
+                      device=cfg.device)  # fmt: skip
+    with warnings.catch_warnings():  # small-sample FID warnings are recorded in the report's notes
+        warnings.simplefilter("ignore")
+        return evaluate(data_dir, synth, evaluation, ecfg, walk_dir=walk_dir, progress=progress)
 
 
 def _nn_stats(out_dir: Path) -> dict[str, float]:
