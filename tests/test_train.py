@@ -149,3 +149,23 @@ def test_conditional_generator_started_from_an_unconditional_one_equals_it_until
     wider, _ = build_networks(TrainConfig(conditional=True, **{**TINY, "channel_base": 256}), 1, 2)
     with pytest.raises(ConfigError, match="synthesis network differs"):
         init_generator_from(wider, source)
+
+
+def test_the_discriminator_benchmark_trains_a_fresh_d_against_a_fixed_generator():
+    """benchmarks/bench_d_augment.py: D must leave chance when real and generated images are easy to tell apart."""
+    import sys
+    from pathlib import Path
+
+    from tiny import tiny_generator
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_d_augment import train_fresh_d
+
+    G = tiny_generator().requires_grad_(False)
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(32, 1, 32, 32, generator=gen) * 2 - 1  # noise: nothing like G's smooth images
+    labels = torch.zeros(32, dtype=torch.long)
+    learnt = train_fresh_d(G, images, labels, "none", steps=40, channel_base=64, channel_max=8)
+    assert learnt["loss"] < 1.2 and learnt["gap"] > 0  # chance: 2 ln 2 = 1.386, gap 0
+    again = train_fresh_d(G, images, labels, "none", steps=40, channel_base=64, channel_max=8)
+    assert again == learnt  # seeded: the policies of one run see the same batches and initialisation
