@@ -31,6 +31,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -469,8 +470,10 @@ def _accuracy(pred: Tensor, target: Tensor) -> float | None:
 
 
 def _balanced_accuracy(pred: Tensor, target: Tensor) -> float | None:
+    """Mean per-class recall; ``None`` (n/a) with fewer than two classes present, where it would only repeat the
+    accuracy of that class."""
     recalls = [(pred[target == c] == c).float().mean().item() for c in target.unique()]
-    return round(sum(recalls) / len(recalls), 6) if recalls else None
+    return round(sum(recalls) / len(recalls), 6) if len(recalls) >= 2 else None
 
 
 def _train_identity(data: _GuideData, contract, cfg, device, progress) -> tuple[nn.Module, dict[str, Any]]:
@@ -514,6 +517,15 @@ def _train_class(data: _GuideData, contract, cfg, device, progress) -> tuple[nn.
     if data.val_images is not None and data.val_labels is not None:
         val_pred = _predict(model, data.val_images, device)
         majority = torch.bincount(data.val_labels, minlength=n_labels).max().item() / len(data.val_labels)
+        present = sorted({data.label_names[int(c)] for c in data.val_labels.unique()})
+        if len(present) < 2:
+            warnings.warn(
+                f"the validation split holds only class {present[0]} ({len(data.val_labels)} image(s)): the class "
+                "guide's validation accuracy says nothing about telling the classes apart and its balanced accuracy "
+                "is n/a; write splits with every class in validation (latentwalk data split)",
+                UserWarning,
+                stacklevel=3,
+            )
         metrics.update(
             val_accuracy=_accuracy(val_pred, data.val_labels),
             val_balanced_accuracy=_balanced_accuracy(val_pred, data.val_labels),

@@ -330,3 +330,24 @@ def test_identity_classes_are_sorted_training_patients(cxr_index):
     names = identity_classes(cxr_index)
     assert list(names) == sorted(cxr_index.subset("train").identities())
     assert not set(names) & set(cxr_index.subset(["val", "test"]).identities())
+
+
+def test_one_class_in_validation_gives_balanced_accuracy_na_and_a_warning(tmp_path):
+    """Two validation images of one class: the class guide's 'balanced accuracy 1.000' would be meaningless."""
+    from click.testing import CliRunner
+
+    from latentwalk.cli import cli
+    from latentwalk.data import PhantomConfig, write_phantom_dataset
+
+    cfg = PhantomConfig(kind="cxr", identities=10, per_identity=2, resolution=32, split=(0.8, 0.1, 0.1))
+    index = write_phantom_dataset(cfg, tmp_path / "d")
+    assert len({r.label for r in index.subset("val").records}) == 1  # the situation under test
+    with pytest.warns(UserWarning, match="validation split holds only class normal"):
+        result = train_guides(index, tmp_path / "g", GuideConfig(epochs=1), resolution=32, channels=1)
+    klass = result.metrics["class"]
+    assert klass["val_balanced_accuracy"] is None and klass["val_accuracy"] is not None
+    with pytest.warns(UserWarning, match="only class normal"):
+        done = CliRunner().invoke(cli, ["guides", "train", "--data", str(tmp_path / "d"), "--out",
+                                        str(tmp_path / "g2"), "--epochs", "1", "--resolution", "32"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "(balanced n/a: fewer than two classes in validation)" in done.output

@@ -93,6 +93,13 @@ def guides_train(ctx, data_dir, layout, out, spec, resolution, arch, epochs, see
     )
     click.echo(f"  identity accuracy on held-out images of training patients: {fmt(ident.get('val_accuracy'))}")
     click.echo(
-        f"  class accuracy on validation patients: {fmt(klass.get('val_accuracy'))} "
-        f"(balanced {fmt(klass.get('val_balanced_accuracy'))})"
+        f"  class accuracy on validation patients: {fmt(klass.get('val_accuracy'))} (balanced "
+        + (
+            fmt(klass["val_balanced_accuracy"])
+            if klass.get("val_balanced_accuracy") is not None
+            else "n/a: fewer than two classes in validation"
+            if klass.get("val_accuracy") is not None
+            else "n/a"
+        )
+        + ")"
     )
