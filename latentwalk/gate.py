@@ -27,7 +27,9 @@ from torch import Tensor
 from latentwalk.errors import ConfigError, DataError
 from latentwalk.spaces import GATE_SPACES, embedder
 
-__all__ = ["GATE_SPACES", "Gate", "LabelGate", "build_gate", "build_label_gate"]
+__all__ = ["GATE_SPACES", "SELF_CHECK_MIN", "Gate", "LabelGate", "build_gate", "build_label_gate"]
+
+SELF_CHECK_MIN = 0.5  # a gate space whose nearest real image is the same patient less often fails its own check
 
 _CHUNK = 256  # images per embedding pass
 
@@ -43,6 +45,11 @@ class Gate:
         percentile: the percentile used for a derived threshold (recorded also when the threshold was given).
         real_images: number of real reference images.
         real_patients: number of distinct patients among them.
+        same_patient_nearest: the gate space's own check on the real images: among the reference images whose patient
+            has another image there, the share whose nearest other reference image is of the same patient (leave
+            one out). Below :data:`SELF_CHECK_MIN` the space cannot tell patients apart and its threshold protects
+            nobody; ``None`` when no patient has two images (nothing to check).
+        self_checked: how many reference images that share was measured on.
         real_nn: ``[real_images]`` float64 distance of each real image to its nearest real of another patient.
     """
 
@@ -53,6 +60,8 @@ class Gate:
     real_images: int
     real_patients: int
     real_nn: Tensor
+    same_patient_nearest: float | None
+    self_checked: int
     _reference: Tensor
     _embed: Callable[[Tensor], Tensor]
 
@@ -84,6 +93,7 @@ class Gate:
 
     def to_dict(self) -> dict[str, Any]:
         q = self.real_nn.numpy()
+        rate = self.same_patient_nearest
         return {
             "space": self.space,
             "threshold": self.threshold,
@@ -96,7 +106,38 @@ class Gate:
                 "p05": _round(float(np.percentile(q, 5))),
                 "median": _round(float(np.median(q))),
             },
+            "self_check": {
+                "same_patient_nearest": None if rate is None else _round(rate),
+                "images": self.self_checked,
+                "passed": self.passes_self_check,
+            },
         }
+
+    @property
+    def passes_self_check(self) -> bool | None:
+        """False when the space fails its own check on the real images (see ``same_patient_nearest``)."""
+        return None if self.same_patient_nearest is None else self.same_patient_nearest >= SELF_CHECK_MIN
+
+
+def _self_check(space: str, reference: Tensor, patients: list, metric: str) -> tuple[float | None, int]:
+    """Share of reference images (with another image of their patient) whose nearest other image is that patient's."""
+    from latentwalk.distances import nearest, ssim_matrix
+
+    counts: dict[Any, int] = {}
+    for p in patients:
+        counts[p] = counts.get(p, 0) + 1
+    rows = [i for i, p in enumerate(patients) if counts[p] >= 2]
+    if not rows:
+        return None, 0
+    if space == "ssim":
+        dist = 1 - ssim_matrix(reference[rows], reference)  # [R, M]
+        dist[torch.arange(len(rows)), torch.tensor(rows)] = float("inf")  # not itself
+        nn_idx = dist.argmin(dim=1).tolist()
+    else:
+        _, idx = nearest(reference[rows], reference, k=2, metric=metric)
+        nn_idx = [int(b) if int(a) == r else int(a) for r, (a, b) in zip(rows, idx.tolist(), strict=True)]
+    same = sum(patients[j] == patients[r] for r, j in zip(rows, nn_idx, strict=True))
+    return same / len(rows), len(rows)
 
 
 def _round(x: float) -> float:
@@ -160,15 +201,16 @@ def build_gate(
         raise DataError("the gate needs real images of at least 2 patients to measure real-to-real distances")
     device = real_images.device
     embed = _embedder(space, guides, lpips_net, device)
+    metric = "cosine" if space == "identity" else "sqeuclidean"
     if space == "ssim":
         reference = real_images.float()
         dist, _ = ssim_nearest(reference, reference, a_groups=patients, b_groups=patients)
         real_nn = dist.cpu()
     else:
         reference = embed(real_images)
-        metric = "cosine" if space == "identity" else "sqeuclidean"
         dist, _ = nearest(reference, reference, k=1, metric=metric, a_groups=patients, b_groups=patients)
         real_nn = dist[:, 0].double().cpu()
+    rate, checked = _self_check(space, reference, patients, metric if space != "ssim" else "")
     derived = threshold is None
     # rounded to the 6 digits written to run.json, so the recorded threshold is exactly the one applied
     value = _round(float(np.percentile(real_nn.numpy(), percentile))) if derived else float(threshold)
@@ -180,6 +222,8 @@ def build_gate(
         real_images=int(real_images.shape[0]),
         real_patients=len(set(patients)),
         real_nn=real_nn,
+        same_patient_nearest=rate,
+        self_checked=checked,
         _reference=reference,
         _embed=embed,
     )

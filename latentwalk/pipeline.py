@@ -29,6 +29,7 @@ import platform
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from torch import Tensor
 
 from latentwalk.distances import mean_pairwise_distance
 from latentwalk.errors import ConfigError, DataError
-from latentwalk.gate import Gate, build_gate, build_label_gate
+from latentwalk.gate import SELF_CHECK_MIN, Gate, build_gate, build_label_gate
 from latentwalk.generation.card import dataset_card, round6
 from latentwalk.generation.config import (
     GATE_SPLITS,
@@ -445,6 +446,15 @@ def generate(
         if lead:
             say(f"{'resuming' if state == 'resume' else 'starting'} {cfg.method} run in {out}")
             say(f"gate: {ctx.gate.space}, threshold {ctx.gate.threshold:.4g} ({_threshold_origin(ctx.gate)})")
+            if ctx.gate.passes_self_check is False:
+                message = (
+                    f"the {ctx.gate.space} gate cannot tell patients apart: for only "
+                    f"{ctx.gate.same_patient_nearest:.0%} of {ctx.gate.self_checked} real images is the nearest other "
+                    f"real image of the same patient (at least {SELF_CHECK_MIN:.0%} expected), so its threshold "
+                    "protects nobody; train the guides longer or use another --gate-space (written in the card)"
+                )
+                warnings.warn(message, UserWarning, stacklevel=2)
+                say("warning: " + message)
 
         wanted = len(ctx.labels) * cfg.per_label
         bar = tqdm(total=wanted, desc="generating", unit="img", disable=None if (progress and lead) else True)

@@ -532,3 +532,44 @@ def test_a_class_conditional_generator_runs_end_to_end(chain, cxr_dataset, tmp_p
     result = generate(cfg, tmp_path / "o")
     assert result.written == {"normal": 2, "tb": 2}
     assert meta["config"]["steps"] == 2
+
+
+def test_a_gate_that_cannot_tell_patients_apart_says_so(chain, tmp_path):
+    """The gate's own check on real images: near-identical images per patient pass, patient-blind noise fails, and
+    generate warns and writes the failure into the card (issue 13, item 6)."""
+    from latentwalk.gate import build_gate
+
+    gen = torch.Generator().manual_seed(0)
+    base = torch.rand(6, 1, 32, 32, generator=gen) * 2 - 1
+    twins = torch.cat([base, (base + 0.01).clamp(-1, 1)])  # two near-identical images per patient
+    patients = [f"p{i}" for i in range(6)] * 2
+    good = build_gate("ssim", twins, patients)
+    assert good.same_patient_nearest == 1.0 and good.passes_self_check and good.self_checked == 12
+    noise = torch.rand(12, 1, 32, 32, generator=gen) * 2 - 1  # a patient's two images share nothing
+    blind = build_gate("ssim", noise, patients)
+    assert blind.same_patient_nearest < 0.5 and blind.passes_self_check is False
+    single = build_gate("ssim", base, [f"p{i}" for i in range(6)])
+    assert single.same_patient_nearest is None and single.to_dict()["self_check"]["passed"] is None
+
+    # a run whose gate space fails the check: the warning and the card say so
+    import latentwalk.gate as gate_module
+
+    real_build = gate_module.build_gate
+
+    def blind_gate(*args, **kwargs):
+        g = real_build(*args, **kwargs)
+        return replace(g, same_patient_nearest=0.1)
+
+    import latentwalk.pipeline as pl
+
+    original = pl.build_gate
+    pl.build_gate = blind_gate
+    try:
+        with pytest.warns(UserWarning, match="gate cannot tell patients apart"):
+            generate(_cfg(chain, method="linear", per_label=2, gate_threshold=0.0), tmp_path / "blind")
+    finally:
+        pl.build_gate = original
+    card = (tmp_path / "blind" / "DATASET_CARD.md").read_text()
+    assert "this space cannot tell patients apart" in card
+    run = json.loads((tmp_path / "blind" / "run.json").read_text())
+    assert run["gate"]["self_check"]["passed"] is False

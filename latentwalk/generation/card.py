@@ -93,6 +93,15 @@ def dataset_card(run: dict[str, Any]) -> str:
         f"- Real images to their nearest other patient: min {gate['real_nearest_other_patient']['min']:.4g}, "
         f"median {gate['real_nearest_other_patient']['median']:.4g}",
     ]
+    check = gate.get("self_check") or {}
+    if check.get("same_patient_nearest") is not None:
+        lines.append(
+            f"- Gate self-check: for {check['same_patient_nearest']:.0%} of {check['images']} real images with another "
+            "image of their patient, the nearest other real image in this space is the same patient's"
+            + ("" if check["passed"] else " — **this space cannot tell patients apart: the gate protects nobody**")
+        )
+    elif check:
+        lines.append("- Gate self-check: not possible (no patient has two real images)")
     lg = run.get("label_gate")
     if lg:
         origin = (f"the {lg['percentile']:g}th percentile of the class guide's true-label probability on "
