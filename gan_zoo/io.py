@@ -171,17 +171,19 @@ def changed_keys(old: Any, new: Any, *, ignore: Iterable[str] = ()) -> list[str]
     it was written as. The one comparison behind every "resume with the same settings" message (inversion, training,
     generation); ``ignore`` names top-level keys that may differ (e.g. options resolved at run time).
     """
+
+    def same(a: Any, b: Any) -> bool:  # JSON text: tuple == list, NaN == NaN
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
     old, new = json.loads(json.dumps(old)), json.loads(json.dumps(new))
     if not isinstance(old, dict) or not isinstance(new, dict):
-        return [] if old == new else ["(whole record)"]
-    skip = set(ignore)
+        return [] if same(old, new) else ["(whole record)"]
+    skip, missing = set(ignore), object()
     out = []
     for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if key in skip or a == b:
+        a, b = old.get(key, missing), new.get(key, missing)
+        if key in skip or (a is not missing and b is not missing and same(a, b)):
             continue
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += [f"{key}.{sub}" for sub in changed_keys(a, b)]
-        else:
-            out.append(key)
+        inner = changed_keys(a, b) if isinstance(a, dict) and isinstance(b, dict) else []
+        out += [f"{key}.{sub}" for sub in inner] if inner else [key]
     return out

@@ -1,7 +1,7 @@
 """Offline resolution of third-party weight files (LPIPS backbones, the FID Inception network).
 
 Order of search: an explicit path > ``$LATENTWALK_WEIGHTS_DIR/<file>`` > ``torch.hub.get_dir()/checkpoints/<file>``.
-Nothing is ever downloaded: an absent file is a :class:`~latentwalk.errors.MissingWeightsError` naming where to put
+Nothing is ever downloaded: an absent file is a :class:`~gan_zoo.errors.MissingWeightsError` naming where to put
 it. The SHA-256 prefix embedded in the canonical file name (``vgg16-397923af.pth``) is checked the way torch.hub's
 ``check_hash`` does, so a truncated or substituted file is refused before any network is built from it.
 

@@ -407,7 +407,7 @@ def _snapshot(run: _Run) -> None:
     run.t0, run.seen_at_t0 = time.perf_counter(), run.images_seen
 
 
-# what a training run writes (latentwalk.outputs): snapshots, samples, the log, the finished generator
+# what a training run writes (gan_zoo.outputs): snapshots, samples, the log, the finished generator
 _RUN_PATTERNS = ("state.safetensors", "state.json", "generator.safetensors", "generator.json", "log.jsonl", "DONE",
                  ".*.tmp", "samples/*.png", "samples/.*.tmp")  # fmt: skip
 
@@ -432,7 +432,7 @@ def train_gan(
         images: real training images ``[N, C, R, R]`` float32 in [-1, 1], ``R == cfg.resolution``, C = 1 or 3.
         labels: class index per image ``[N]`` int64 (used when ``cfg.conditional``; recorded otherwise).
         out: run folder; must be empty or absent unless ``resume`` or ``overwrite`` (and then written by latentwalk:
-            :mod:`latentwalk.outputs`).
+            :mod:`gan_zoo.outputs`).
         n_labels: number of classes (default ``labels.max() + 1``).
         device: torch device (``None`` = CPU).
         resume: continue from ``out/state.json``; the configuration must equal the saved one except ``kimg``.

@@ -91,13 +91,14 @@ def invert_dataset(
     Args:
         G: generator with NVIDIA's contract; only read (copied first when ``device`` differs from its own).
         index: :class:`latentwalk.data.records.DatasetIndex`; images are loaded at ``G.img_resolution`` with
-            ``G.img_channels`` channels and the layout's default crop (as :func:`load_tensors`), batch by batch.
+            ``G.img_channels`` channels and the layout's default crop (as :func:`latentwalk.data.load_tensors`), batch
+            by batch.
         out_file: ``*.safetensors`` path.
         cfg: options; ``None`` = defaults.
         ids: invert only these ids (any order; processed in index order); ``None`` = every image.
         device: where to run; ``None`` = G's device.
         progress: show tqdm bars.
-        lpips_net: see :func:`invert`.
+        lpips_net: see :func:`gan_zoo.invert.invert`.
         overwrite: replace an existing ``out_file`` that latentwalk wrote (:mod:`latentwalk.outputs`).
 
     Returns:
@@ -108,7 +109,7 @@ def invert_dataset(
             output inside the dataset, unknown or repeated ids, or a
             partial folder made with a different configuration.
         DataError: unreadable images or partial batches.
-        MissingWeightsError: see :func:`invert`.
+        MissingWeightsError: see :func:`gan_zoo.invert.invert`.
     """
     from tqdm.auto import tqdm
 
@@ -281,7 +282,7 @@ def load_latents(path: str | os.PathLike) -> tuple[list[str], Tensor, dict[str, 
     latents, meta_file = stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
     for f in (latents, meta_file):
         if not f.is_file():
-            raise DataError(f"latents file {f} not found; write it with invert_dataset (latentwalk invert)")
+            raise DataError(f"latents file {f} not found; write it with invert_dataset (latentwalk gan invert)")
     meta = read_versioned_json(
         meta_file, LATENTS_FORMAT, LATENTS_FORMAT_VERSION, what="latents file", fix="rerun the inversion"
     )

@@ -731,7 +731,7 @@ def write_ksame(
         )
     meta_file = out_file.with_suffix(".json")
     for target in (out_file, meta_file):
-        claim_file(target, overwrite=overwrite, inputs={"dataset": index.root})
+        claim_file(target, overwrite=overwrite, inputs={"dataset": index.root, "latents": Path(latents)})
     result, space, meta = _group_inverted(latents, G, index, cfg)
     points = (result.centroids[:, 0] if space == "w" else result.centroids).float().cpu().contiguous()
     labels = torch.tensor(result.group_labels, dtype=torch.int64)

@@ -454,7 +454,6 @@ def generate(
                     "protects nobody; train the guides longer or use another --gate-space (written in the card)"
                 )
                 warnings.warn(message, UserWarning, stacklevel=2)
-                say("warning: " + message)
 
         wanted = len(ctx.labels) * cfg.per_label
         bar = tqdm(total=wanted, desc="generating", unit="img", disable=None if (progress and lead) else True)

@@ -245,4 +245,4 @@ def test_ksame_cli_writes_centroids_that_generate_would_walk_and_the_k_check(run
     assert runner.invoke(cli, args).exit_code == EXIT_USER_ERROR  # never over an existing file without --overwrite
     assert runner.invoke(cli, [*args, "--overwrite"]).exit_code == 0
     bad = runner.invoke(cli, [*args[:-4], "--k", "1000", "--out", str(tmp_path / "k1000.safetensors")])
-    assert bad.exit_code == EXIT_USER_ERROR and "k" in bad.output
+    assert bad.exit_code == EXIT_USER_ERROR and "k=1000" in bad.output, bad.output

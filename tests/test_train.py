@@ -151,14 +151,13 @@ def test_conditional_generator_started_from_an_unconditional_one_equals_it_until
         init_generator_from(wider, source)
 
 
-def test_the_discriminator_benchmark_trains_a_fresh_d_against_a_fixed_generator():
+def test_the_discriminator_benchmark_trains_a_fresh_d_against_a_fixed_generator(monkeypatch):
     """benchmarks/bench_d_augment.py: D must leave chance when real and generated images are easy to tell apart."""
-    import sys
     from pathlib import Path
 
     from tiny import tiny_generator
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from bench_d_augment import train_fresh_d
 
     G = tiny_generator().requires_grad_(False)

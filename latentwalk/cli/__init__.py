@@ -48,7 +48,3 @@ for _command in (data, gan, guides, ksame_command, generate_cmd, walk_cmd, evalu
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="latentwalk")
-
-
-if __name__ == "__main__":
-    main()
