@@ -5,7 +5,8 @@ module on first use; each stage is one function with its config class (the same 
 
     G = gan_zoo.load("demo:cxr")
     index = latentwalk.open_dataset("data/cxr")                                   # latentwalk data check
-    latentwalk.train_guides(index, "guides", latentwalk.GuideConfig())           # latentwalk guides train
+    latentwalk.train_guides(index, "guides", latentwalk.GuideConfig(),          # latentwalk guides train
+                            resolution=G.img_resolution, channels=G.img_channels)
     latentwalk.invert_dataset(G, index.subset("train"), "lat.safetensors")       # latentwalk gan invert
     centroids, summary, _ = latentwalk.latent_centroids("lat.safetensors", G, index, [0, 1], latentwalk.KSameConfig())
     cfg = latentwalk.GenerateConfig(guides="guides", data="data/cxr", latents="lat.safetensors", method="ksame-plan")
