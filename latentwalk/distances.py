@@ -49,6 +49,7 @@ __all__ = [
     "ssim",
     "ssim_matrix",
     "ssim_nearest",
+    "nearest_in_matrix",
 ]
 
 METRICS = ("sqeuclidean", "euclidean", "cosine")  # metrics of nearest()
@@ -580,8 +581,15 @@ def ssim_nearest(
     Raises:
         ConfigError: as :func:`ssim_matrix`, or groups of the wrong length.
     """
-    dist = 1.0 - ssim_matrix(a, b, data_range=data_range)  # [N, M]
-    groups = _group_codes(a_groups, b_groups, a.shape[0], b.shape[0], dist.device)
+    return nearest_in_matrix(1.0 - ssim_matrix(a, b, data_range=data_range), a_groups=a_groups, b_groups=b_groups)
+
+
+def nearest_in_matrix(
+    dist: Tensor, *, a_groups: Sequence[Hashable] | None = None, b_groups: Sequence[Hashable] | None = None
+) -> tuple[Tensor, Tensor]:
+    """Row-wise nearest column of a distance matrix ``[N, M]``, optionally only across groups (a row with no other
+    group gets ``inf``): ``(distance [N], index [N])``. The matrix is not modified."""
+    groups = _group_codes(a_groups, b_groups, dist.shape[0], dist.shape[1], dist.device)
     if groups is not None:
         a_codes, b_codes, _ = groups
         dist = dist.masked_fill(a_codes[:, None] == b_codes[None, :], math.inf)

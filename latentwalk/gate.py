@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from latentwalk.errors import ConfigError, DataError
-from latentwalk.spaces import GATE_SPACES, embedder
+from latentwalk.spaces import GATE_SPACES, SPACES, embedder
 
 __all__ = ["GATE_SPACES", "SELF_CHECK_MIN", "Gate", "LabelGate", "build_gate", "build_label_gate"]
 
@@ -75,7 +75,7 @@ class Gate:
         if self.space == "ssim":
             dist, _ = ssim_nearest(images, self._reference.to(images.device))
             return dist.cpu()
-        metric = "cosine" if self.space == "identity" else "sqeuclidean"
+        metric = SPACES[self.space].metric
         emb = self._embed(images)
         if metric == "cosine":  # an all-zero embedding (ReLU features of e.g. a blank image) has no direction:
             out = torch.ones(emb.shape[0], dtype=torch.float64)  # it resembles no patient (cosine distance 1)
@@ -119,9 +119,10 @@ class Gate:
         return None if self.same_patient_nearest is None else self.same_patient_nearest >= SELF_CHECK_MIN
 
 
-def _self_check(space: str, reference: Tensor, patients: list, metric: str) -> tuple[float | None, int]:
-    """Share of reference images (with another image of their patient) whose nearest other image is that patient's."""
-    from latentwalk.distances import nearest, ssim_matrix
+def _self_check(reference: Tensor, patients: list, metric: str, matrix: Tensor | None) -> tuple[float | None, int]:
+    """Share of reference images (with another image of their patient) whose nearest other image is that patient's;
+    ``matrix``: the reference-to-reference distances when already computed (SSIM), else ``nearest`` in ``metric``."""
+    from latentwalk.distances import nearest
 
     counts: dict[Any, int] = {}
     for p in patients:
@@ -129,8 +130,8 @@ def _self_check(space: str, reference: Tensor, patients: list, metric: str) -> t
     rows = [i for i, p in enumerate(patients) if counts[p] >= 2]
     if not rows:
         return None, 0
-    if space == "ssim":
-        dist = 1 - ssim_matrix(reference[rows], reference)  # [R, M]
+    if matrix is not None:
+        dist = matrix[rows].clone()  # [R, M]
         dist[torch.arange(len(rows)), torch.tensor(rows)] = float("inf")  # not itself
         nn_idx = dist.argmin(dim=1).tolist()
     else:
@@ -182,7 +183,7 @@ def build_gate(
         DataError: fewer than two real patients (no real-to-real baseline).
         MissingWeightsError: ``lpips`` without the AlexNet backbone file.
     """
-    from latentwalk.distances import nearest, ssim_nearest
+    from latentwalk.distances import nearest, nearest_in_matrix, ssim_matrix
 
     if space not in GATE_SPACES:
         raise ConfigError(f'unknown gate space "{space}"; expected one of {", ".join(GATE_SPACES)}')
@@ -201,16 +202,17 @@ def build_gate(
         raise DataError("the gate needs real images of at least 2 patients to measure real-to-real distances")
     device = real_images.device
     embed = _embedder(space, guides, lpips_net, device)
-    metric = "cosine" if space == "identity" else "sqeuclidean"
+    metric, matrix = SPACES[space].metric, None
     if space == "ssim":
         reference = real_images.float()
-        dist, _ = ssim_nearest(reference, reference, a_groups=patients, b_groups=patients)
+        matrix = 1.0 - ssim_matrix(reference, reference)  # once: the threshold and the self-check both read it
+        dist, _ = nearest_in_matrix(matrix, a_groups=patients, b_groups=patients)
         real_nn = dist.cpu()
     else:
         reference = embed(real_images)
         dist, _ = nearest(reference, reference, k=1, metric=metric, a_groups=patients, b_groups=patients)
         real_nn = dist[:, 0].double().cpu()
-    rate, checked = _self_check(space, reference, patients, metric if space != "ssim" else "")
+    rate, checked = _self_check(reference, patients, metric, matrix)
     derived = threshold is None
     # rounded to the 6 digits written to run.json, so the recorded threshold is exactly the one applied
     value = _round(float(np.percentile(real_nn.numpy(), percentile))) if derived else float(threshold)
