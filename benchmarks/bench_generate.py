@@ -50,9 +50,10 @@ def main() -> None:
         rates = {}
         load_before = os.getloadavg()[0]
         for method in ("linear", "plan"):
-            cfg = GenerateConfig(gan=f"demo:{args.kind}", guides=str(root / "guides"), data=str(root / "data"),
-                                 method=method, per_label=args.per_label, optim_steps=args.optim_steps,
-                                 endpoint_filter=False, device=args.device)  # fmt: skip
+            cfg = GenerateConfig.from_dict(dict(gan=f"demo:{args.kind}", guides=str(root / "guides"),
+                                                data=str(root / "data"), method=method, per_label=args.per_label,
+                                                optim_steps=args.optim_steps, endpoint_filter=False,
+                                                device=args.device))  # fmt: skip
             start = time.perf_counter()
             result = generate(cfg, root / method)
             seconds = time.perf_counter() - start

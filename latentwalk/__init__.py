@@ -51,6 +51,7 @@ _LAZY = {
     "compare_walks": ("latentwalk.walk", "compare_walks"),
     # gate, generation
     "build_gate": ("latentwalk.gate", "build_gate"),
+    "GateConfig": ("latentwalk.pipeline", "GateConfig"),
     "GenerateConfig": ("latentwalk.pipeline", "GenerateConfig"),
     "generate": ("latentwalk.pipeline", "generate"),
     # evaluation, demo

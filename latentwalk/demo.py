@@ -106,6 +106,8 @@ def run_demo(
     from latentwalk.devices import resolve_device
     from latentwalk.guides import GuideConfig, train_guides
     from latentwalk.invert import invert_dataset
+    from latentwalk.ksame import KSameConfig
+    from latentwalk.paths import PlanConfig
     from latentwalk.pipeline import GenerateConfig, generate
 
     if cfg.kind not in KINDS:
@@ -159,12 +161,10 @@ def run_demo(
         latents=str(latents),
         method="ksame-plan",
         per_label=cfg.per_label,
-        n_steps=cfg.n_steps,
         paths_per_item=4,
-        optim_steps=cfg.optim_steps,
-        weights=(cfg.privacy_weight, 1.0, 1.0),
-        k=cfg.k,
         seed=cfg.seed,
+        plan=PlanConfig(n_steps=cfg.n_steps, optim_steps=cfg.optim_steps, weights=(cfg.privacy_weight, 1.0, 1.0)),
+        ksame=KSameConfig(k=cfg.k),
         device=cfg.device,
     )
     n_labels = len(index.label_names)
@@ -172,7 +172,7 @@ def run_demo(
                 f"labels -> {synth}"):  # fmt: skip
         result = generate(gen_cfg, synth, progress=progress, echo=lambda m: say("      " + m))
     with _stage(say, times, "baseline", "[6/8] the same k-same centroid pairs walked in straight lines"):
-        base = generate(GenerateConfig(**{**gen_cfg.to_dict(), "optim_steps": 0, "gate_threshold": 0.0}),
+        base = generate(GenerateConfig.from_dict({**gen_cfg.to_dict(), "optim_steps": 0, "gate_threshold": 0.0}),
                         out / "baseline-linear", progress=progress)  # fmt: skip
     walk_text = f"[7/8] linear vs PLAN walk between two k-same centroids -> {out / 'walk_strip.png'}"
     with _stage(say, times, "walk", walk_text):
@@ -197,8 +197,7 @@ def _walk_picture(cfg: DemoConfig, gen_cfg: Any, G: Any, index: Any, guides_dir:
     """The linear and the PLAN walk between the first two k-same centroids of the last label, saved as pictures."""
     from latentwalk.gate import build_gate
     from latentwalk.guides import load_guides
-    from latentwalk.ksame import KSameConfig, latent_centroids
-    from latentwalk.paths import PlanConfig
+    from latentwalk.ksame import latent_centroids
     from latentwalk.pipeline import real_reference
     from latentwalk.walk import compare_walks, save_walk
 
@@ -208,11 +207,10 @@ def _walk_picture(cfg: DemoConfig, gen_cfg: Any, G: Any, index: Any, guides_dir:
     label = len(index.label_names) - 1
     with warnings.catch_warnings():  # mixed-label patients were reported by the generation stage
         warnings.simplefilter("ignore", UserWarning)
-        kcfg = KSameConfig(k=gen_cfg.k, method=gen_cfg.ksame_method, spread=gen_cfg.ksame_spread)
-        centroids, _, _ = latent_centroids(gen_cfg.latents, G, index, [label], kcfg, min_groups=2)
+        centroids, _, _ = latent_centroids(gen_cfg.latents, G, index, [label], gen_cfg.ksame, min_groups=2)
     ends = (centroids[label][:1].to(device), centroids[label][1:2].to(device))  # two k-same centroids
     walk = compare_walks(G, guides, gate, label, n_steps=cfg.walk_steps, endpoints=ends,
-                         plan_cfg=PlanConfig(optim_steps=cfg.optim_steps, weights=gen_cfg.weights))  # fmt: skip
+                         plan_cfg=gen_cfg.plan)  # fmt: skip
     save_walk(walk, out)
     return walk
 

@@ -48,6 +48,7 @@ from latentwalk.generation.config import (
     METHODS,
     PATH_FIELDS,
     WITHHELD,
+    GateConfig,
     GenerateConfig,
     load_config_file,
     parse_keep,
@@ -84,6 +85,7 @@ from latentwalk.provenance import versions
 __all__ = [
     "METHODS",
     "MANIFEST_COLUMNS",
+    "GateConfig",
     "GenerateConfig",
     "GenerateResult",
     "load_config_file",
@@ -194,7 +196,7 @@ def _label_gate(cfg: GenerateConfig, index: Any, G: Any, guides: Any, device: to
 
     split = "val"
     images = index.subset("val")
-    if len(images) == 0 and cfg.label_threshold is None:
+    if len(images) == 0 and cfg.gate.label_threshold is None:
         split, images = "train", index.subset("train")
         warnings.warn(
             "the dataset has no validation split: the label gate is calibrated on training images, which the class "
@@ -203,8 +205,8 @@ def _label_gate(cfg: GenerateConfig, index: Any, G: Any, guides: Any, device: to
             stacklevel=3,
         )
     x, y = load_tensors(images, G.img_resolution, channels=G.img_channels, progress=progress)
-    return build_label_gate(guides.classifier, x.to(device), y.to(device), threshold=cfg.label_threshold,
-                            percentile=cfg.label_percentile, split=split)  # fmt: skip
+    return build_label_gate(guides.classifier, x.to(device), y.to(device), threshold=cfg.gate.label_threshold,
+                            percentile=cfg.gate.label_percentile, split=split)  # fmt: skip
 
 
 def _auto_chunk(device: torch.device) -> int:
@@ -240,22 +242,22 @@ def _setup(cfg: GenerateConfig, world: World, progress: bool, lpips_net: Any = N
     guides = load_guides(guides_dir, device=device)
     index = open_dataset(cfg.data, cfg.layout)
     check_guides(guides, G, index)
-    real, patients = real_reference(index, G, cfg.gate_split, progress)
+    real, patients = real_reference(index, G, cfg.gate.split, progress)
     gate = build_gate(
-        cfg.gate_space,
+        cfg.gate.space,
         real.to(device),
         patients,
         guides=guides,
-        threshold=cfg.gate_threshold,
-        percentile=cfg.gate_percentile,
+        threshold=cfg.gate.threshold,
+        percentile=cfg.gate.percentile,
         lpips_net=lpips_net,
     )
     labels = tuple(range(len(index.label_names)))
-    keep = (0,) if cfg.method == "ksame" else parse_keep(cfg.keep, cfg.n_steps)
+    keep = (0,) if cfg.method == "ksame" else parse_keep(cfg.keep, cfg.plan.n_steps)
     amp = device.type == "cuda" if cfg.amp is None else cfg.amp
     if amp and device.type != "cuda":
         raise ConfigError(f"amp needs CUDA, but the run is on {device}; leave amp unset or false")
-    label_gate = _label_gate(cfg, index, G, guides, device, progress) if cfg.label_gate else None
+    label_gate = _label_gate(cfg, index, G, guides, device, progress) if cfg.gate.label_gate else None
     ctx = Context(
         cfg,
         G,
@@ -278,11 +280,10 @@ def _setup(cfg: GenerateConfig, world: World, progress: bool, lpips_net: Any = N
         },
     }
     if cfg.method in ("ksame", "ksame-plan"):
-        from latentwalk.ksame import KSameConfig, latent_centroids
+        from latentwalk.ksame import latent_centroids
 
-        kcfg = KSameConfig(k=cfg.k, method=cfg.ksame_method, spread=cfg.ksame_spread)
         centroids, ctx.ksame_summary, inputs["latents_sha256"] = latent_centroids(
-            cfg.latents, G, index, labels, kcfg, min_groups=2 if cfg.method == "ksame-plan" else 1
+            cfg.latents, G, index, labels, cfg.ksame, min_groups=2 if cfg.method == "ksame-plan" else 1
         )
         ctx.centroids = {label: c.to(device) for label, c in centroids.items()}
         ctx.pairs = {label: distinct_pairs(c.shape[0], cfg.seed, label) for label, c in centroids.items()}

@@ -167,12 +167,12 @@ def main() -> None:
         t0 = time.perf_counter()
         slug = name.lower().replace(" ", "").replace("(", "-").replace(")", "").replace("=", "").replace("+", "-")
         row_dir = out / "rows" / slug
-        gcfg = GenerateConfig(
+        gcfg = GenerateConfig.from_dict(dict(
             gan=spec, guides=str(guides), data=str(data_dir), layout=args.layout, latents=str(latents), method=method,
             per_label=sizes["per_label"] if method != "ksame" else 100_000, optim_steps=sizes["optim_steps"],
             k=k or 5, gate_threshold=0.0, label_gate=False, seed=args.seed, device=args.device,
             endpoint_filter=not args.quick,  # toy guides may never predict a label: the quick run draws freely
-        )  # fmt: skip
+        ))  # fmt: skip
         gen = generate(gcfg, row_dir / "synthetic", overwrite=True)
         ecfg = EvalConfig(guides=str(guides), layout=args.layout, spaces=("identity", "lpips", "pixels"),
                           utility_epochs=sizes["eval_epochs"],

@@ -17,7 +17,7 @@ import torch
 from tiny import tiny_generator as _tiny_generator
 
 from latentwalk.errors import ConfigError, DataError
-from latentwalk.pipeline import MANIFEST_COLUMNS, GenerateConfig, generate, load_config_file, parse_keep
+from latentwalk.pipeline import MANIFEST_COLUMNS, GateConfig, GenerateConfig, generate, load_config_file, parse_keep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ def _cfg(chain, **kw) -> GenerateConfig:
                 method="plan", per_label=4, n_steps=4, paths_per_item=1, optim_steps=2, k=2,
                 endpoint_filter=False, label_gate=False, device="cpu")  # fmt: skip
     base.update(kw)
-    return GenerateConfig(**base)
+    return GenerateConfig.from_dict(base)
 
 
 def _read_manifest(out: Path) -> list[dict[str, str]]:
@@ -252,7 +252,7 @@ def test_config_file_flags_and_round_trip(chain, tmp_path):
     assert (values["ksame_method"], values["gate_space"]) == ("kmeans", "ssim")
     assert values["guides"] == str((tmp_path / "sub" / "guides").resolve())
     cfg = GenerateConfig.from_dict({k: v for k, v in values.items() if k != "out"})
-    assert cfg.per_label == 7 and cfg.weights == (0.2, 1.0, 1.0)
+    assert cfg.per_label == 7 and cfg.plan.weights == (0.2, 1.0, 1.0)
     assert GenerateConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     # flags override the file; the resolved config lands in run.json
     full = _toml(chain, tmp_path / "cli", per_label=5, optim_steps=1)
@@ -281,11 +281,43 @@ def test_config_errors():
     with pytest.raises(ConfigError, match="keep"):
         GenerateConfig(keep="0,10")
     with pytest.raises(ConfigError, match="gate_threshold"):
-        GenerateConfig(gate_threshold=-1.0)
+        GateConfig(threshold=-1.0)
     with pytest.raises(ConfigError, match="guides is required"):
         GenerateConfig(data="x").check_inputs()
     with pytest.raises(ConfigError, match="latents"):
         GenerateConfig(data="x", guides="y", method="ksame").check_inputs()
+
+
+def test_nested_config_and_its_flat_record():
+    from latentwalk.ksame import KSameConfig
+    from latentwalk.paths import PlanConfig
+
+    plan, ksame = PlanConfig(n_steps=6, optim_steps=3, weights=(2, 1, 1)), KSameConfig(k=3, method="kmeans")
+    nested = GenerateConfig(plan=plan, ksame=ksame, gate=GateConfig(space="ssim", split="all"))
+    flat = GenerateConfig.from_dict({"n_steps": 6, "optim_steps": 3, "weights": [2, 1, 1], "k": 3,
+                                     "ksame_method": "kmeans", "gate_space": "ssim", "gate_split": "all"})  # fmt: skip
+    assert nested == flat and GenerateConfig.from_dict(nested.to_dict()) == nested
+    # the record run.json holds and a resume compares: the flat names of the flags, in their order
+    assert list(nested.to_dict()) == [
+        "gan", "guides", "data", "layout", "latents", "method", "per_label", "n_steps", "keep", "paths_per_item",
+        "seed", "truncation_psi", "endpoint_filter", "optim_steps", "lr", "weights", "chunk", "k", "ksame_method",
+        "ksame_spread", "gate_space", "gate_threshold", "gate_percentile", "gate_split", "label_gate",
+        "label_threshold", "label_percentile", "max_rounds", "device", "amp",
+    ]  # fmt: skip
+    assert nested.to_dict()["gate_space"] == "ssim" and nested.to_dict()["k"] == 3
+    # each nested config checks its own fields; generate refuses options it would ignore
+    with pytest.raises(ConfigError, match="n_steps must be >= 3"):
+        GenerateConfig.from_dict({"n_steps": 2})
+    with pytest.raises(ConfigError, match="leave chunk at the default"):
+        GenerateConfig(plan=PlanConfig(chunk=8))
+    with pytest.raises(ConfigError, match="leave max_iter at the default"):
+        GenerateConfig(ksame=KSameConfig(max_iter=3))
+    with pytest.raises(ConfigError, match="gate must be a GateConfig"):
+        GenerateConfig(gate={"space": "ssim"})
+    with pytest.raises(ConfigError, match=r"unknown generate option\(s\) \['gate'\]"):
+        GenerateConfig.from_dict({"gate": {"space": "ssim"}})
+    with pytest.raises(ConfigError, match="gate_space"):
+        GateConfig(space="pixels")
 
 
 def test_input_mismatches_are_clear_errors(chain, cxr_dataset, fundus_dataset, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -67,22 +66,22 @@ _GENERATE_TYPES = {
 
 
 def _generate_options(fn):
-    """One flag per GenerateConfig field, default None (unset): flags override the TOML file, which overrides the
-    dataclass defaults shown in the help."""
+    """One flag per flat GenerateConfig option (``FLAT``), default None (unset): flags override the TOML file, which
+    overrides the dataclass defaults shown in the help."""
     from latentwalk.pipeline import GenerateConfig
 
-    for f in reversed(fields(GenerateConfig)):
-        default = ",".join(f"{x:g}" for x in f.default) if isinstance(f.default, tuple) else f.default
-        text = _GENERATE_HELP[f.name]
+    for name, value in reversed(GenerateConfig().to_dict().items()):
+        default = ",".join(f"{x:g}" for x in value) if isinstance(value, tuple) else value
+        text = _GENERATE_HELP[name]
         if default not in (None, "") and "[default" not in text:
             text += f" [default: {default}]"
-        if f.name in ("amp", "endpoint_filter", "label_gate"):
-            flag = f.name.replace("_", "-")
-            fn = click.option(f"--{flag}/--no-{flag}", f.name, default=None, help=text)(fn)
+        if name in ("amp", "endpoint_filter", "label_gate"):
+            flag = name.replace("_", "-")
+            fn = click.option(f"--{flag}/--no-{flag}", name, default=None, help=text)(fn)
             continue
-        kind = click.Choice(_GENERATE_CHOICES[f.name]) if f.name in _GENERATE_CHOICES else None
-        kind = kind or _GENERATE_TYPES.get(f.name, str)
-        fn = click.option("--" + f.name.replace("_", "-"), f.name, default=None, type=kind, help=text)(fn)
+        kind = click.Choice(_GENERATE_CHOICES[name]) if name in _GENERATE_CHOICES else None
+        kind = kind or _GENERATE_TYPES.get(name, str)
+        fn = click.option("--" + name.replace("_", "-"), name, default=None, type=kind, help=text)(fn)
     return fn
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from latentwalk.config import StageConfig
 from latentwalk.errors import ConfigError
+from latentwalk.ksame import KSameConfig
+from latentwalk.paths import PlanConfig
 from latentwalk.spaces import GATE_SPACES
 
 __all__ = [
@@ -18,6 +20,8 @@ __all__ = [
     "GATE_SPLITS",
     "WITHHELD",
     "PATH_FIELDS",
+    "FLAT",
+    "GateConfig",
     "GenerateConfig",
     "parse_keep",
     "load_config_file",
@@ -31,8 +35,98 @@ WITHHELD = "<withheld>"
 
 
 @dataclass(frozen=True)
+class GateConfig(StageConfig):
+    """Options of the privacy gate and the label gate of ``latentwalk generate`` (TOML table ``[gate]``)."""
+
+    STAGE: ClassVar[str] = "gate"
+
+    space: str = "identity"  # nearest-real distance space: identity | lpips | ssim
+    threshold: float | None = None  # reject below it; None = the percentile of real-to-real distances
+    percentile: float = 5.0  # percentile of real nearest-other-patient distances used as the threshold
+    split: str = "train"  # real images the gate compares with: train | all
+    label_gate: bool = True  # write a candidate only when the class guide gives its label >= label_threshold
+    label_threshold: float | None = None  # None = the label_percentile of real validation images' true-label prob.
+    label_percentile: float = 5.0  # derived label threshold: this percentile over the real validation split
+
+    def __post_init__(self) -> None:
+        if self.space not in GATE_SPACES:
+            raise ConfigError(f'unknown gate_space "{self.space}"; expected one of {", ".join(GATE_SPACES)}')
+        if self.split not in GATE_SPLITS:
+            raise ConfigError(f'unknown gate_split "{self.split}"; expected one of {", ".join(GATE_SPLITS)}')
+        if not isinstance(self.label_gate, bool):
+            raise ConfigError(f"label_gate must be true or false, got {self.label_gate!r}")
+        for name in ("percentile", "label_percentile"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{_FLAT_NAME['gate', name]} must be a finite number, got {value!r}")
+            object.__setattr__(self, name, float(value))  # 1 and 1.0 are one configuration
+        if not 0 < self.percentile < 100:
+            raise ConfigError(f"gate_percentile must be in (0, 100), got {self.percentile}")
+        if not 0 <= self.label_percentile <= 100:
+            raise ConfigError(f"label_percentile must be in [0, 100], got {self.label_percentile}")
+        t = self.threshold
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0):
+            raise ConfigError(f"gate_threshold must be a number >= 0 or unset (derived), got {t!r}")
+        lt = self.label_threshold
+        if lt is not None and (isinstance(lt, bool) or not isinstance(lt, (int, float)) or not 0 <= lt <= 1):
+            raise ConfigError(f"label_threshold must be a probability in [0, 1] or unset (derived), got {lt!r}")
+        if t is not None:
+            object.__setattr__(self, "threshold", float(t))
+        if lt is not None:
+            object.__setattr__(self, "label_threshold", float(lt))
+
+
+def _default_plan() -> PlanConfig:
+    return PlanConfig(n_steps=10, optim_steps=200)
+
+
+# The flat option names (the flags, the TOML keys, the record in run.json), in the record's order: name -> (the
+# nested config holding it or None for GenerateConfig itself, its field there).
+FLAT: dict[str, tuple[str | None, str]] = {
+    "gan": (None, "gan"),
+    "guides": (None, "guides"),
+    "data": (None, "data"),
+    "layout": (None, "layout"),
+    "latents": (None, "latents"),
+    "method": (None, "method"),
+    "per_label": (None, "per_label"),
+    "n_steps": ("plan", "n_steps"),
+    "keep": (None, "keep"),
+    "paths_per_item": (None, "paths_per_item"),
+    "seed": (None, "seed"),
+    "truncation_psi": (None, "truncation_psi"),
+    "endpoint_filter": (None, "endpoint_filter"),
+    "optim_steps": ("plan", "optim_steps"),
+    "lr": ("plan", "lr"),
+    "weights": ("plan", "weights"),
+    "chunk": (None, "chunk"),
+    "k": ("ksame", "k"),
+    "ksame_method": ("ksame", "method"),
+    "ksame_spread": ("ksame", "spread"),
+    "gate_space": ("gate", "space"),
+    "gate_threshold": ("gate", "threshold"),
+    "gate_percentile": ("gate", "percentile"),
+    "gate_split": ("gate", "split"),
+    "label_gate": ("gate", "label_gate"),
+    "label_threshold": ("gate", "label_threshold"),
+    "label_percentile": ("gate", "label_percentile"),
+    "max_rounds": (None, "max_rounds"),
+    "device": (None, "device"),
+    "amp": (None, "amp"),
+}
+_FLAT_NAME = {(sub, name): flat for flat, (sub, name) in FLAT.items() if sub is not None}
+_NESTED = {"plan": PlanConfig, "ksame": KSameConfig, "gate": GateConfig}
+
+
+@dataclass(frozen=True)
 class GenerateConfig(StageConfig):
-    """Options of ``latentwalk generate``; the single source of defaults for the API, the TOML file and the flags."""
+    """Options of ``latentwalk generate``; the single source of defaults for the API, the TOML file and the flags.
+
+    Nested as the TOML file is: ``plan`` (:class:`~latentwalk.paths.PlanConfig`: ``n_steps``, ``optim_steps``, ``lr``,
+    ``weights``), ``ksame`` (:class:`~latentwalk.ksame.KSameConfig`: ``k``, ``method``, ``spread``) and ``gate``
+    (:class:`GateConfig`); each checks its own fields. :meth:`from_dict` and :meth:`to_dict` speak the flat option
+    names of the flags and of ``run.json`` (:data:`FLAT`: ``optim_steps``, ``ksame_method``, ``gate_space``, ...).
+    """
 
     STAGE: ClassVar[str] = "generate"
 
@@ -43,52 +137,38 @@ class GenerateConfig(StageConfig):
     latents: str | None = None  # inverted real latents (latentwalk gan invert); required by ksame and ksame-plan
     method: str = "plan"  # linear | plan | ksame | ksame-plan
     per_label: int = 50  # images wanted per label (class balance); ksame: at most one per k-same group
-    n_steps: int = 10  # points per path including both endpoints
     keep: str = "interior"  # path points written: "interior" (not the endpoints), "all", or indices "1,3,5"
     paths_per_item: int = 8  # paths optimised together in one work item (ksame: groups per item)
     seed: int = 0  # every item's seed derives from it
     truncation_psi: float = 1.0  # linear/plan: truncation of the sampled endpoints (1 = off)
     endpoint_filter: bool = True  # linear/plan: keep only drawn endpoints the class guide assigns to the label
-    optim_steps: int = 200  # plan/ksame-plan: Adam steps per path (PLAN's reference: 500)
-    lr: float = 0.1  # plan/ksame-plan: Adam learning rate
-    weights: tuple[float, float, float] = (0.1, 1.0, 1.0)  # plan/ksame-plan: (privacy, equidistance, class)
     chunk: int | None = None  # images per synthesis + classifier pass; None = 64 on CPU/MPS, sized to memory on CUDA
-    k: int = 5  # ksame/ksame-plan: minimum patients per group
-    ksame_method: str = "greedy"  # ksame/ksame-plan: greedy | kmeans
-    ksame_spread: str = "mean"  # ksame/ksame-plan: centroid = mean | restore (members' typical distance from the mean)
-    gate_space: str = "identity"  # nearest-real distance space: identity | lpips | ssim
-    gate_threshold: float | None = None  # reject below it; None = the gate_percentile of real-to-real distances
-    gate_percentile: float = 5.0  # percentile of real nearest-other-patient distances used as the threshold
-    gate_split: str = "train"  # real images the gate compares with: train | all
-    label_gate: bool = True  # write a candidate only when the class guide gives its label >= label_threshold
-    label_threshold: float | None = None  # None = the label_percentile of real validation images' true-label prob.
-    label_percentile: float = 5.0  # derived label threshold: this percentile over the real validation split
     max_rounds: int = 4  # rounds of items (later rounds top up labels short after gate rejections)
     device: str = "auto"  # auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps
     amp: bool | None = None  # plan/ksame-plan: bfloat16 autocast; None = on for CUDA, off elsewhere
+    plan: PlanConfig = field(default_factory=_default_plan)  # the path: n_steps (points per path, endpoints
+    # included; linear too), and for plan/ksame-plan optim_steps (PLAN's reference: 500), lr, weights
+    ksame: KSameConfig = field(default_factory=KSameConfig)  # ksame/ksame-plan: k, method, spread
+    gate: GateConfig = field(default_factory=GateConfig)  # the privacy gate and the label gate
 
     def __post_init__(self) -> None:
-        for name in ("per_label", "n_steps", "paths_per_item", "optim_steps", "k", "max_rounds"):
+        for name, kind in _NESTED.items():
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigError(f"{name} must be a {kind.__name__}, got {type(getattr(self, name)).__name__}")
+        _check_owned(self.plan, ("n_steps", "optim_steps", "lr", "weights", "log_every"), "plan",
+                     "chunk and amp are GenerateConfig's own")  # fmt: skip
+        _check_owned(self.ksame, ("k", "method", "spread"), "ksame", "")
+        for name in ("per_label", "paths_per_item", "max_rounds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{name} must be an integer, got {value!r}")
-        for name, low in (("per_label", 1), ("n_steps", 3), ("paths_per_item", 1), ("k", 1), ("max_rounds", 1)):
+        for name, low in (("per_label", 1), ("paths_per_item", 1), ("max_rounds", 1)):
             if getattr(self, name) < low:
                 raise ConfigError(f"{name} must be >= {low}, got {getattr(self, name)}")
-        if self.optim_steps < 0:
-            raise ConfigError(f"optim_steps must be >= 0, got {self.optim_steps}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
         if self.method not in METHODS:
             raise ConfigError(f'unknown method "{self.method}"; expected one of {", ".join(METHODS)}')
-        if self.gate_space not in GATE_SPACES:
-            raise ConfigError(f'unknown gate_space "{self.gate_space}"; expected one of {", ".join(GATE_SPACES)}')
-        if self.gate_split not in GATE_SPLITS:
-            raise ConfigError(f'unknown gate_split "{self.gate_split}"; expected one of {", ".join(GATE_SPLITS)}')
-        if self.ksame_method not in ("greedy", "kmeans"):
-            raise ConfigError(f'unknown ksame_method "{self.ksame_method}"; expected greedy or kmeans')
-        if self.ksame_spread not in ("mean", "restore"):
-            raise ConfigError(f'unknown ksame_spread "{self.ksame_spread}"; expected mean or restore')
         for name in ("gan", "guides", "data", "layout", "device", "keep"):
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
@@ -102,34 +182,29 @@ class GenerateConfig(StageConfig):
             raise ConfigError(f"endpoint_filter must be true or false, got {self.endpoint_filter!r}")
         if self.amp is not None and not isinstance(self.amp, bool):
             raise ConfigError(f"amp must be true, false or unset (auto), got {self.amp!r}")
-        if not isinstance(self.label_gate, bool):
-            raise ConfigError(f"label_gate must be true or false, got {self.label_gate!r}")
-        if not isinstance(self.label_percentile, (int, float)) or not 0 <= self.label_percentile <= 100:
-            raise ConfigError(f"label_percentile must be in [0, 100], got {self.label_percentile!r}")
-        lt = self.label_threshold
-        if lt is not None and (isinstance(lt, bool) or not isinstance(lt, (int, float)) or not 0 <= lt <= 1):
-            raise ConfigError(f"label_threshold must be a probability in [0, 1] or unset (derived), got {lt!r}")
-        for name in ("truncation_psi", "lr", "gate_percentile", "label_percentile"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number, got {value!r}")
-            object.__setattr__(self, name, float(value))  # 1 and 1.0 are one configuration
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if not 0 < self.gate_percentile < 100:
-            raise ConfigError(f"gate_percentile must be in (0, 100), got {self.gate_percentile}")
-        t = self.gate_threshold
-        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0):
-            raise ConfigError(f"gate_threshold must be a number >= 0 or unset (derived), got {t!r}")
-        w = tuple(self.weights) if isinstance(self.weights, (tuple, list)) else None
-        if w is None or len(w) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in w):
-            raise ConfigError(f"weights must be three numbers (privacy, equidistance, class), got {self.weights!r}")
-        object.__setattr__(self, "weights", tuple(float(x) for x in w))
-        if t is not None:
-            object.__setattr__(self, "gate_threshold", float(t))
-        if lt is not None:
-            object.__setattr__(self, "label_threshold", float(lt))
-        parse_keep(self.keep, self.n_steps)  # raises on a bad selection
+        tp = self.truncation_psi
+        if isinstance(tp, bool) or not isinstance(tp, (int, float)) or not math.isfinite(tp):
+            raise ConfigError(f"truncation_psi must be a finite number, got {tp!r}")
+        object.__setattr__(self, "truncation_psi", float(tp))  # 1 and 1.0 are one configuration
+        parse_keep(self.keep, self.plan.n_steps)  # raises on a bad selection
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat record (:data:`FLAT`'s names and order), as ``run.json`` and the resume check read it."""
+        return {flat: getattr(self if sub is None else getattr(self, sub), name) for flat, (sub, name) in FLAT.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerateConfig:
+        """From flat option names (:meth:`to_dict`, the flags, a TOML file's values); unknown names refused."""
+        unknown = sorted(set(data) - set(FLAT))
+        if unknown:
+            raise ConfigError(f"unknown {cls.STAGE} option(s) {unknown}; expected some of {sorted(FLAT)}")
+        top: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {sub: {} for sub in _NESTED}
+        for flat, value in data.items():
+            sub, name = FLAT[flat]
+            (top if sub is None else nested[sub])[name] = value
+        plan = replace(_default_plan(), **nested["plan"])
+        return cls(**top, plan=plan, ksame=KSameConfig(**nested["ksame"]), gate=GateConfig(**nested["gate"]))
 
     def check_inputs(self) -> None:
         """Raise :class:`ConfigError` when a required input for the method is missing."""
@@ -141,6 +216,17 @@ class GenerateConfig(StageConfig):
             raise ConfigError(
                 f"method {self.method} needs the inverted real latents (--latents FILE from `latentwalk gan invert`)"
             )
+
+
+def _check_owned(sub: Any, used: tuple[str, ...], name: str, note: str) -> None:
+    """Refuse a nested config that sets an option ``generate`` does not use (it would be ignored and unrecorded)."""
+    default = type(sub)()
+    extra = [f.name for f in fields(sub) if f.name not in used and getattr(sub, f.name) != getattr(default, f.name)]
+    if extra:
+        raise ConfigError(
+            f"generate uses {', '.join(used)} of {name}; leave {', '.join(extra)} at the default"
+            + (f" ({note})" if note else "")
+        )
 
 
 def parse_keep(keep: str, n_steps: int) -> tuple[int, ...]:
@@ -260,7 +346,7 @@ def public_spec(spec: str) -> str:
 def public_config(cfg: GenerateConfig) -> dict[str, Any]:
     """The configuration as written to ``run.json``: paths to private inputs withheld."""
     d = cfg.to_dict()
-    d["weights"] = list(cfg.weights)
+    d["weights"] = list(cfg.plan.weights)
     for key in PATH_FIELDS:
         if d[key]:
             d[key] = WITHHELD

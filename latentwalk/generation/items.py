@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +155,7 @@ def endpoints(ctx: Context, item: Item, gen: torch.Generator) -> tuple[Tensor, T
 
 def run_item(ctx: Context, item: Item) -> dict[str, Tensor]:
     """Candidates of one item, their nearest-real distances and gate decisions (accepted images as uint8)."""
-    from latentwalk.paths import PlanConfig, linear_paths, plan_paths, render_paths
+    from latentwalk.paths import linear_paths, plan_paths, render_paths
 
     cfg = ctx.cfg
     gen = torch.Generator().manual_seed(item.seed)
@@ -165,18 +165,11 @@ def run_item(ctx: Context, item: Item) -> dict[str, Tensor]:
         keep: Sequence[int] = (0,)
     else:
         w_a, w_b = endpoints(ctx, item, gen)
-        if cfg.method == "linear" or cfg.optim_steps == 0:
-            paths = linear_paths(w_a, w_b, cfg.n_steps)
+        if cfg.method == "linear" or cfg.plan.optim_steps == 0:
+            paths = linear_paths(w_a, w_b, cfg.plan.n_steps)
         else:
-            plan_cfg = PlanConfig(
-                n_steps=cfg.n_steps,
-                optim_steps=cfg.optim_steps,
-                lr=cfg.lr,
-                weights=cfg.weights,
-                chunk=ctx.chunk,
-                amp=ctx.amp,
-                fused_modconv=False if has_fused_toggle(ctx.G) else None,
-            )
+            fused = False if has_fused_toggle(ctx.G) else None
+            plan_cfg = replace(cfg.plan, chunk=ctx.chunk, amp=ctx.amp, fused_modconv=fused)
             labels = torch.full((w_a.shape[0],), item.label, dtype=torch.long, device=w_a.device)
             paths = plan_paths(ctx.G, w_a, w_b, labels, ctx.guides.identity, ctx.guides.classifier, plan_cfg).ws
         keep = ctx.keep
