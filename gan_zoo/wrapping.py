@@ -250,6 +250,66 @@ def _estimate_w_avg(mapping: nn.Module, z_dim: int, samples: int, device: torch.
     return (total / samples).cpu()
 
 
+def _check_options(
+    module: nn.Module,
+    latent: str,
+    c_dim: int,
+    label_arg: str | None,
+    output_range: tuple[float, float],
+    mapping: nn.Module | None,
+) -> tuple[float, float]:
+    """Check :func:`wrap`'s options other than the sizes; returns ``output_range`` as a pair of floats."""
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"wrap needs a torch.nn.Module, got {type(module).__name__}")
+    if latent not in ("z", "w"):
+        raise ConfigError(f"wrap: latent must be 'z' or 'w', got {latent!r}")
+    if mapping is not None and latent != "w":
+        raise ConfigError("wrap: mapping is only used with latent='w' (with latent='z' the module takes z itself)")
+    if mapping is not None and not isinstance(mapping, nn.Module):
+        raise ConfigError(f"wrap: mapping must be a torch.nn.Module, got {type(mapping).__name__}")
+    if isinstance(c_dim, bool) or not isinstance(c_dim, int) or c_dim < 0:
+        raise ConfigError(f"wrap: c_dim must be an int >= 0, got {c_dim!r}")
+    if label_arg is not None and (not isinstance(label_arg, str) or not label_arg.isidentifier()):
+        raise ConfigError(f"wrap: label_arg must be None or a keyword argument name, got {label_arg!r}")
+    if label_arg is not None and c_dim == 0:
+        raise ConfigError(f"wrap: label_arg={label_arg!r} given but c_dim=0; set c_dim to the number of classes")
+    try:
+        rng = (float(output_range[0]), float(output_range[1]))
+    except (TypeError, ValueError, IndexError):
+        rng = None
+    if rng not in OUTPUT_RANGES:
+        raise ConfigError(f"wrap: output_range must be (-1, 1) or (0, 1), got {output_range!r}")
+    return rng
+
+
+def _latent_dims(latent: str, z_dim: int | None, w_dim: int | None, mapping: nn.Module | None) -> tuple[int, int]:
+    """``(z_dim, latent_dim)`` of :func:`wrap`, checked: the size of ``z`` and of the module's latent."""
+    if latent == "z":
+        if z_dim is None:
+            raise ConfigError("wrap: latent='z' needs z_dim, the size of the latent the module takes")
+        z_dim = _positive("z_dim", z_dim)
+        if w_dim is not None and w_dim != z_dim:
+            raise ConfigError(
+                f"wrap: with latent='z' the latent is z itself, so w_dim must equal z_dim={z_dim}, got {w_dim}"
+            )
+        latent_dim = z_dim
+    else:
+        if w_dim is None:
+            raise ConfigError("wrap: latent='w' needs w_dim, the size of the latent the module takes")
+        latent_dim = _positive("w_dim", w_dim)
+        if mapping is None:
+            if z_dim is not None and z_dim != latent_dim:
+                raise ConfigError(
+                    f"wrap: latent='w' without a mapping uses z as w, so z_dim must equal w_dim={latent_dim}, "
+                    f"got {z_dim}"
+                )
+            z_dim = latent_dim
+        elif z_dim is None:
+            raise ConfigError("wrap: latent='w' with a mapping needs z_dim, the size of the mapping's input")
+        z_dim = _positive("z_dim", z_dim)
+    return z_dim, latent_dim
+
+
 def wrap(
     module: nn.Module,
     *,
@@ -294,50 +354,8 @@ def wrap(
         ConfigError: inconsistent options, or a module whose output does not fit the contract (named by
             :func:`gan_zoo.check_generator`, e.g. ``G.synthesis returned [2, 3, 32, 32], expected [2, 1, 64, 64]``).
     """
-    if not isinstance(module, nn.Module):
-        raise ConfigError(f"wrap needs a torch.nn.Module, got {type(module).__name__}")
-    if latent not in ("z", "w"):
-        raise ConfigError(f"wrap: latent must be 'z' or 'w', got {latent!r}")
-    if mapping is not None and latent != "w":
-        raise ConfigError("wrap: mapping is only used with latent='w' (with latent='z' the module takes z itself)")
-    if mapping is not None and not isinstance(mapping, nn.Module):
-        raise ConfigError(f"wrap: mapping must be a torch.nn.Module, got {type(mapping).__name__}")
-    if isinstance(c_dim, bool) or not isinstance(c_dim, int) or c_dim < 0:
-        raise ConfigError(f"wrap: c_dim must be an int >= 0, got {c_dim!r}")
-    if label_arg is not None and (not isinstance(label_arg, str) or not label_arg.isidentifier()):
-        raise ConfigError(f"wrap: label_arg must be None or a keyword argument name, got {label_arg!r}")
-    if label_arg is not None and c_dim == 0:
-        raise ConfigError(f"wrap: label_arg={label_arg!r} given but c_dim=0; set c_dim to the number of classes")
-    try:
-        rng = (float(output_range[0]), float(output_range[1]))
-    except (TypeError, ValueError, IndexError):
-        rng = None
-    if rng not in OUTPUT_RANGES:
-        raise ConfigError(f"wrap: output_range must be (-1, 1) or (0, 1), got {output_range!r}")
-
-    if latent == "z":
-        if z_dim is None:
-            raise ConfigError("wrap: latent='z' needs z_dim, the size of the latent the module takes")
-        z_dim = _positive("z_dim", z_dim)
-        if w_dim is not None and w_dim != z_dim:
-            raise ConfigError(
-                f"wrap: with latent='z' the latent is z itself, so w_dim must equal z_dim={z_dim}, got {w_dim}"
-            )
-        latent_dim = z_dim
-    else:
-        if w_dim is None:
-            raise ConfigError("wrap: latent='w' needs w_dim, the size of the latent the module takes")
-        latent_dim = _positive("w_dim", w_dim)
-        if mapping is None:
-            if z_dim is not None and z_dim != latent_dim:
-                raise ConfigError(
-                    f"wrap: latent='w' without a mapping uses z as w, so z_dim must equal w_dim={latent_dim}, "
-                    f"got {z_dim}"
-                )
-            z_dim = latent_dim
-        elif z_dim is None:
-            raise ConfigError("wrap: latent='w' with a mapping needs z_dim, the size of the mapping's input")
-        z_dim = _positive("z_dim", z_dim)
+    rng = _check_options(module, latent, c_dim, label_arg, output_range, mapping)
+    z_dim, latent_dim = _latent_dims(latent, z_dim, w_dim, mapping)
 
     device = device_of(module)
     if w_avg is None:

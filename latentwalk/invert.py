@@ -111,8 +111,6 @@ def invert_dataset(
         DataError: unreadable images or partial batches.
         MissingWeightsError: see :func:`gan_zoo.invert.invert`.
     """
-    from tqdm.auto import tqdm
-
     cfg = cfg if cfg is not None else InvertConfig()
     check_projectable(G)
     out_file = Path(out_file)
@@ -125,6 +123,25 @@ def invert_dataset(
     for target in (out_file, meta_file):  # never onto a file latentwalk did not write, never inside the dataset
         claim_file(target, overwrite=overwrite, inputs={"dataset": index.root})
 
+    sub, sel_ids = _select(index, ids)
+    dataset = ImageFolderDataset(sub, G.img_resolution, channels=G.img_channels)
+
+    run_device = torch.device(device) if device is not None else device_of(G)
+    if device_of(G) != run_device:
+        G = copy.deepcopy(G).to(run_device)
+    s = Projector(G, cfg, lpips_net=lpips_net)
+    _start_or_resume(partial, _partial_plan(G, cfg, s, sub, sel_ids))
+
+    ws, mse, perceptual = _project_batches(s, dataset, sub, sel_ids, partial, cfg.batch, run_device, progress)
+    _finish(out_file, meta_file, G, index, sub, sel_ids, ws, mse, perceptual, cfg, s)
+    record_file(out_file)
+    record_file(meta_file)
+    shutil.rmtree(partial)
+    return out_file
+
+
+def _select(index: Any, ids: Sequence[str] | None) -> tuple[Any, list[str]]:
+    """The index restricted to ``ids`` (all images when None), in index order, and the ids of its images."""
     root = Path(index.root)
     all_ids = [_record_id(r, root) for r in index.records]
     if ids is not None:
@@ -142,12 +159,11 @@ def invert_dataset(
         raise DataError(f"no images to invert in {root}; the index is empty")
     sub = replace(index, records=tuple(index.records[i] for i in chosen))
     sel_ids = [all_ids[i] for i in chosen]
-    dataset = ImageFolderDataset(sub, G.img_resolution, channels=G.img_channels)
+    return sub, sel_ids
 
-    run_device = torch.device(device) if device is not None else device_of(G)
-    if device_of(G) != run_device:
-        G = copy.deepcopy(G).to(run_device)
-    s = Projector(G, cfg, lpips_net=lpips_net)
+
+def _partial_plan(G: nn.Module, cfg: InvertConfig, s: Projector, sub: Any, sel_ids: list[str]) -> dict[str, Any]:
+    """What the partial batches depend on (``plan.json``): a partial folder with another plan is refused."""
     plan = {
         "format": LATENTS_FORMAT + ".partial",
         "config": cfg.to_dict(),
@@ -157,9 +173,23 @@ def invert_dataset(
     }
     if s.uses_labels:  # a conditional G starts each image at its label's mean w: labels shape the result
         plan["labels_sha256"] = hashlib.sha256(json.dumps([r.label for r in sub.records]).encode()).hexdigest()
-    _start_or_resume(partial, plan)
+    return plan
 
-    batches = [list(range(i, min(i + cfg.batch, len(sel_ids)))) for i in range(0, len(sel_ids), cfg.batch)]
+
+def _project_batches(
+    s: Projector,
+    dataset: ImageFolderDataset,
+    sub: Any,
+    sel_ids: list[str],
+    partial: Path,
+    batch: int,
+    run_device: torch.device,
+    progress: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Project the batches not yet in ``partial`` and write each there; returns every ``(ws, mse, perceptual)``."""
+    from tqdm.auto import tqdm
+
+    batches = [list(range(i, min(i + batch, len(sel_ids)))) for i in range(0, len(sel_ids), batch)]
     paths = [partial / f"batch_{b:05d}.safetensors" for b in range(len(batches))]
     done = sum(len(rows) for rows, p in zip(batches, paths, strict=True) if p.is_file())
     bar = tqdm(total=len(sel_ids), initial=done, desc="inverting", unit="img", disable=None if progress else True)
@@ -178,11 +208,7 @@ def invert_dataset(
     ws = torch.cat([p["ws"] for p in parts])  # [N, num_ws, w_dim]
     mse = torch.cat([p["mse"] for p in parts])
     perceptual = torch.cat([p["perceptual"] for p in parts])
-    _finish(out_file, meta_file, G, index, sub, sel_ids, ws, mse, perceptual, cfg, s)
-    record_file(out_file)
-    record_file(meta_file)
-    shutil.rmtree(partial)
-    return out_file
+    return ws, mse, perceptual
 
 
 def _start_or_resume(partial: Path, plan: dict[str, Any]) -> None:

@@ -414,6 +414,80 @@ def _kmeans_groups(points: Tensor, k: int, generator: torch.Generator, max_iter:
     return groups, {"rounds": rounds, "stop": stop, "sum_of_squares": best_cost}
 
 
+def _patient_points(ws: Tensor, patient_of_image: Sequence[int], n_patients: int) -> Tensor:
+    """One point per patient: the mean of the patient's latents, ``[P, D]`` float64 on the CPU."""
+    n = ws.shape[0]
+    pidx = torch.tensor(patient_of_image, dtype=torch.long)
+    flat = ws.detach().reshape(n, -1)  # [N, D], D = num_ws * w_dim (or w_dim)
+    points = torch.zeros(n_patients, flat.shape[1], dtype=torch.float64)  # [P, D]
+    for start in range(0, n, _CHUNK):  # chunked: never a float64 copy of all N latents at once
+        stop = min(start + _CHUNK, n)
+        points.index_add_(0, pidx[start:stop], flat[start:stop].to(device="cpu", dtype=torch.float64))
+    points /= torch.bincount(pidx, minlength=n_patients).to(torch.float64)[:, None]
+    return points
+
+
+def _patients_by_label(plabel: Sequence[int], labs: Sequence[int], k: int) -> dict[int, list[int]]:
+    """Patients (ascending) per label; every label of an image must have at least ``k`` patients."""
+    by_label: dict[int, list[int]] = defaultdict(list)
+    for p, label in enumerate(plabel):
+        by_label[label].append(p)
+    images_by_label = Counter(labs)
+    for label in sorted(set(labs)):
+        n_lab = len(by_label.get(label, []))
+        if n_lab == 0:
+            raise DataError(
+                f"label {label} has {images_by_label[label]} image(s) but no patient grouped under it (each such "
+                "patient has a majority of images of another label); drop those images or fix the labels"
+            )
+        if n_lab < k:
+            raise DataError(
+                f"label {label} has {n_lab} distinct patient(s) ({images_by_label[label]} image(s)), fewer than "
+                f"k={k}; lower k to at most {n_lab} or merge labels"
+            )
+    return by_label
+
+
+def _group_by_label(
+    points: Tensor, by_label: dict[int, list[int]], cfg: KSameConfig
+) -> tuple[list[list[int]], list[int], dict[str, dict[str, Any]]]:
+    """Group each label's patients; returns the groups (patient indices), their labels and per-label details."""
+    patient_groups: list[list[int]] = []
+    group_labels: list[int] = []
+    per_label: dict[str, dict[str, Any]] = {}
+    for label in sorted(by_label):
+        members = torch.tensor(by_label[label], dtype=torch.long)  # ascending = stable order
+        info: dict[str, Any] = {"patients": len(members)}
+        if cfg.k == 1:
+            local = [[i] for i in range(len(members))]
+        elif cfg.method == "greedy":
+            local = _greedy_groups(points[members], cfg.k)
+        elif cfg.method == "kmeans":
+            gen = torch.Generator().manual_seed(_label_seed(cfg.seed, label))
+            local, extra = _kmeans_groups(points[members], cfg.k, gen, cfg.max_iter)
+            info.update(extra)
+        else:  # pragma: no cover - KSameConfig validates the method
+            raise ConfigError(f'unknown k-same method "{cfg.method}"; expected one of {", ".join(METHODS)}')
+        info["groups"] = len(local)
+        per_label[str(label)] = info
+        for g in local:
+            patient_groups.append(members[g].tolist())
+            group_labels.append(label)
+    return patient_groups, group_labels, per_label
+
+
+def _image_groups(
+    patient_of_image: Sequence[int], n_patients: int, patient_groups: Sequence[Sequence[int]]
+) -> tuple[Tensor, ...]:
+    """Per group of patients, the sorted int64 indices of all their images."""
+    images_of_patient: list[list[int]] = [[] for _ in range(n_patients)]
+    for i, p in enumerate(patient_of_image):
+        images_of_patient[p].append(i)
+    return tuple(
+        torch.tensor(sorted(i for p in g for i in images_of_patient[p]), dtype=torch.long) for g in patient_groups
+    )
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Public API
 
@@ -458,60 +532,10 @@ def group_latents(
             stacklevel=2,
         )
 
-    # one point per patient: the mean of the patient's latents, float64 on the CPU
-    pidx = torch.tensor(patient_of_image, dtype=torch.long)
-    flat = ws.detach().reshape(n, -1)  # [N, D], D = num_ws * w_dim (or w_dim)
-    points = torch.zeros(n_patients, flat.shape[1], dtype=torch.float64)  # [P, D]
-    for start in range(0, n, _CHUNK):  # chunked: never a float64 copy of all N latents at once
-        stop = min(start + _CHUNK, n)
-        points.index_add_(0, pidx[start:stop], flat[start:stop].to(device="cpu", dtype=torch.float64))
-    points /= torch.bincount(pidx, minlength=n_patients).to(torch.float64)[:, None]
-
-    by_label: dict[int, list[int]] = defaultdict(list)
-    for p, label in enumerate(plabel):
-        by_label[label].append(p)
-    images_by_label = Counter(labs)
-    for label in sorted(set(labs)):
-        n_lab = len(by_label.get(label, []))
-        if n_lab == 0:
-            raise DataError(
-                f"label {label} has {images_by_label[label]} image(s) but no patient grouped under it (each such "
-                "patient has a majority of images of another label); drop those images or fix the labels"
-            )
-        if n_lab < cfg.k:
-            raise DataError(
-                f"label {label} has {n_lab} distinct patient(s) ({images_by_label[label]} image(s)), fewer than "
-                f"k={cfg.k}; lower k to at most {n_lab} or merge labels"
-            )
-
-    patient_groups: list[list[int]] = []
-    group_labels: list[int] = []
-    per_label: dict[str, dict[str, Any]] = {}
-    for label in sorted(by_label):
-        members = torch.tensor(by_label[label], dtype=torch.long)  # ascending = stable order
-        info: dict[str, Any] = {"patients": len(members)}
-        if cfg.k == 1:
-            local = [[i] for i in range(len(members))]
-        elif cfg.method == "greedy":
-            local = _greedy_groups(points[members], cfg.k)
-        elif cfg.method == "kmeans":
-            gen = torch.Generator().manual_seed(_label_seed(cfg.seed, label))
-            local, extra = _kmeans_groups(points[members], cfg.k, gen, cfg.max_iter)
-            info.update(extra)
-        else:  # pragma: no cover - KSameConfig validates the method
-            raise ConfigError(f'unknown k-same method "{cfg.method}"; expected one of {", ".join(METHODS)}')
-        info["groups"] = len(local)
-        per_label[str(label)] = info
-        for g in local:
-            patient_groups.append(members[g].tolist())
-            group_labels.append(label)
-
-    images_of_patient: list[list[int]] = [[] for _ in range(n_patients)]
-    for i, p in enumerate(patient_of_image):
-        images_of_patient[p].append(i)
-    groups = tuple(
-        torch.tensor(sorted(i for p in g for i in images_of_patient[p]), dtype=torch.long) for g in patient_groups
-    )
+    points = _patient_points(ws, patient_of_image, n_patients)  # [P, D]
+    by_label = _patients_by_label(plabel, labs, cfg.k)
+    patient_groups, group_labels, per_label = _group_by_label(points, by_label, cfg)
+    groups = _image_groups(patient_of_image, n_patients, patient_groups)
     group_identities = tuple(tuple(order[p] for p in sorted(g)) for g in patient_groups)
     centroids = _group_means(points, patient_groups)  # [G, D]: mean over patients, each weighing the same
     if cfg.spread == "restore":

@@ -430,12 +430,7 @@ def generate(
             state = "new"
             if lead:
                 state = _open_out(out, cfg, setup.fingerprint, ctx.chunk, overwrite)
-        if world.size > 1:
-            import torch.distributed as dist
-
-            box = [state]
-            dist.broadcast_object_list(box, src=0)
-            state = box[0]
+        state = _share_state(world, state)
         if state == "done":
             run = read_json_dict(out / "run.json") or {}
             if lead:
@@ -448,39 +443,12 @@ def generate(
             say(f"{'resuming' if state == 'resume' else 'starting'} {cfg.method} run in {out}")
             say(f"gate: {ctx.gate.space}, threshold {ctx.gate.threshold:.4g} ({_threshold_origin(ctx.gate)})")
             if ctx.gate.passes_self_check is False:
-                message = (
-                    f"the {ctx.gate.space} gate cannot tell patients apart: for only "
-                    f"{ctx.gate.same_patient_nearest:.0%} of {ctx.gate.self_checked} real images is the nearest other "
-                    f"real image of the same patient (at least {SELF_CHECK_MIN:.0%} expected), so its threshold "
-                    "protects nobody; train the guides longer or use another --gate-space (written in the card)"
-                )
-                warnings.warn(message, UserWarning, stacklevel=2)
+                warnings.warn(_self_check_message(ctx.gate), UserWarning, stacklevel=2)
 
         wanted = len(ctx.labels) * cfg.per_label
         bar = tqdm(total=wanted, desc="generating", unit="img", disable=None if (progress and lead) else True)
-        all_items: list[Item] = []
-        rejected = 0
         with bar:
-            for round_ in range(cfg.max_rounds):
-                planned = {label: sum(i.label == label for i in all_items) for label in ctx.labels}
-                items = plan_round(ctx, round_, _stats(work, all_items), planned)
-                if not items:
-                    break
-                with world.phase(f"round {round_}"):
-                    for j, item in enumerate(items):
-                        path = item_file(work, item)
-                        if j % world.size != world.rank:
-                            continue
-                        if path.is_file():
-                            rec = read_item(path)
-                        else:
-                            rec = run_item(ctx, item)
-                            write_item(path, rec, item.seed)
-                        n_acc = int(rec["accepted"].sum())
-                        rejected += int(rec["accepted"].numel()) - n_acc
-                        bar.update(min(n_acc, max(0, bar.total - bar.n)))
-                        bar.set_postfix(rejected=rejected, refresh=False)
-                all_items.extend(items)
+            all_items = _run_rounds(ctx, cfg, world, work, bar)
 
         with world.phase("merge"):
             if lead:
@@ -491,6 +459,54 @@ def generate(
                 say(_summary_line(run, out))
         run = read_json_dict(out / "run.json") or {}
         return GenerateResult(out, run["counts"]["written"], run["counts"]["rejected"], run, resumed=state == "resume")
+
+
+def _share_state(world: World, state: str) -> str:
+    """The output folder's state as rank 0 found it, on every rank."""
+    if world.size > 1:
+        import torch.distributed as dist
+
+        box = [state]
+        dist.broadcast_object_list(box, src=0)
+        state = box[0]
+    return state
+
+
+def _self_check_message(gate: Gate) -> str:
+    """The warning for a gate whose space fails the self-check."""
+    return (
+        f"the {gate.space} gate cannot tell patients apart: for only "
+        f"{gate.same_patient_nearest:.0%} of {gate.self_checked} real images is the nearest other "
+        f"real image of the same patient (at least {SELF_CHECK_MIN:.0%} expected), so its threshold "
+        "protects nobody; train the guides longer or use another --gate-space (written in the card)"
+    )
+
+
+def _run_rounds(ctx: Context, cfg: GenerateConfig, world: World, work: Path, bar: Any) -> list[Item]:
+    """Plan and run the rounds (this rank's share of each, finished items read back); returns every planned item."""
+    all_items: list[Item] = []
+    rejected = 0
+    for round_ in range(cfg.max_rounds):
+        planned = {label: sum(i.label == label for i in all_items) for label in ctx.labels}
+        items = plan_round(ctx, round_, _stats(work, all_items), planned)
+        if not items:
+            break
+        with world.phase(f"round {round_}"):
+            for j, item in enumerate(items):
+                path = item_file(work, item)
+                if j % world.size != world.rank:
+                    continue
+                if path.is_file():
+                    rec = read_item(path)
+                else:
+                    rec = run_item(ctx, item)
+                    write_item(path, rec, item.seed)
+                n_acc = int(rec["accepted"].sum())
+                rejected += int(rec["accepted"].numel()) - n_acc
+                bar.update(min(n_acc, max(0, bar.total - bar.n)))
+                bar.set_postfix(rejected=rejected, refresh=False)
+        all_items.extend(items)
+    return all_items
 
 
 def _threshold_origin(gate: Gate) -> str:
@@ -534,7 +550,7 @@ def _merge(
     processes: int,
 ) -> dict[str, Any]:
     """Select the first ``per_label`` accepted images per label; write images, manifest, card and run.json."""
-    cfg, work = ctx.cfg, out / WORK_DIR
+    work = out / WORK_DIR
     images_dir = out / "images"
     if images_dir.exists():
         shutil.rmtree(images_dir)  # an interrupted merge: rewrite every file
@@ -558,58 +574,88 @@ def _merge(
             rej += int((~acc).sum())
             rej_label += off_label
             cand += int(acc.numel())
-            r = by_round.setdefault(item.round, {"candidates": {}, "rejected": {}, "rejected_by_label_gate": {}})
-            r["candidates"][name] = r["candidates"].get(name, 0) + int(acc.numel())
-            r["rejected"][name] = r["rejected"].get(name, 0) + int((~acc).sum())
-            r["rejected_by_label_gate"][name] = r["rejected_by_label_gate"].get(name, 0) + off_label
-            kept = 0
-            for c in range(acc.numel()):
-                if not acc[c]:
-                    continue
-                image = rec["images"][kept]
-                kept += 1
-                if count >= cfg.per_label:
-                    continue
-                count += 1
-                sid = f"s{label}_{count:06d}"
-                rel = f"images/{label}/{sid}.png"
-                atomic_write_bytes(out / rel, _png_bytes(image))
-                kept_images.append(image)
-                dist = float(rec["distance"][c])
-                distances.append(dist)
-                path_no = int(rec["path"][c])
-                rows.append(
-                    {
-                        "id": sid,
-                        "file": rel,
-                        "label": label,
-                        "label_name": name,
-                        "method": cfg.method,
-                        "path_id": f"{item.name}-g{item.groups[path_no]:04d}"
-                        if cfg.method == "ksame"
-                        else f"{item.name}-p{path_no:03d}",
-                        "step": int(rec["step"][c]),
-                        "seed": item.seed,
-                        "nearest_real_distance": _fmt(dist),
-                        "gate": "pass",
-                    }
-                )
+            _count_round(by_round, item.round, name, acc, off_label)
+            count = _write_accepted(ctx, out, item, rec, count, rows, distances, kept_images)
         written[name], rejected[name], candidates[name] = count, rej, cand
         rejected_label[name] = rej_label
     write_csv(out / "manifest.csv", MANIFEST_COLUMNS, rows)
     counts = {"written": written, "rejected": rejected, "rejected_by_label_gate": rejected_label,
               "candidates": candidates}  # fmt: skip
     counts["by_round"] = [{"round": r, **by_round[r]} for r in sorted(by_round)]
-    diversity = None
-    if len(kept_images) >= 2:
-        syn = mean_pairwise_distance(from_uint8(torch.stack(kept_images)))
-        diversity = {"synthetic": round6(syn), "real": round6(setup.real_diversity),
-                     "ratio": round6(syn / setup.real_diversity) if setup.real_diversity > 0 else None}  # fmt: skip
+    diversity = _diversity(kept_images, setup.real_diversity)
     run = _run_record(ctx, setup, items, counts, distances, resumed, seconds, processes)
     run["diversity"] = diversity
     atomic_write_text(out / "DATASET_CARD.md", dataset_card(run))
     write_json(out / "run.json", run)  # last: marks the run finished
     return run
+
+
+def _count_round(
+    by_round: dict[int, dict[str, dict[str, int]]], round_: int, name: str, acc: Tensor, off_label: int
+) -> None:
+    """Add an item's candidates, rejections and off-label rejections to its round's counts of label ``name``."""
+    r = by_round.setdefault(round_, {"candidates": {}, "rejected": {}, "rejected_by_label_gate": {}})
+    r["candidates"][name] = r["candidates"].get(name, 0) + int(acc.numel())
+    r["rejected"][name] = r["rejected"].get(name, 0) + int((~acc).sum())
+    r["rejected_by_label_gate"][name] = r["rejected_by_label_gate"].get(name, 0) + off_label
+
+
+def _write_accepted(
+    ctx: Context,
+    out: Path,
+    item: Item,
+    rec: dict[str, Tensor],
+    count: int,
+    rows: list[dict[str, Any]],
+    distances: list[float],
+    kept_images: list[Tensor],
+) -> int:
+    """Write ``item``'s accepted images while its label has fewer than ``per_label``; returns the label's count."""
+    cfg, label = ctx.cfg, item.label
+    name = ctx.label_names[label]
+    acc = rec["accepted"].bool()
+    kept = 0
+    for c in range(acc.numel()):
+        if not acc[c]:
+            continue
+        image = rec["images"][kept]
+        kept += 1
+        if count >= cfg.per_label:
+            continue
+        count += 1
+        sid = f"s{label}_{count:06d}"
+        rel = f"images/{label}/{sid}.png"
+        atomic_write_bytes(out / rel, _png_bytes(image))
+        kept_images.append(image)
+        dist = float(rec["distance"][c])
+        distances.append(dist)
+        path_no = int(rec["path"][c])
+        rows.append(
+            {
+                "id": sid,
+                "file": rel,
+                "label": label,
+                "label_name": name,
+                "method": cfg.method,
+                "path_id": f"{item.name}-g{item.groups[path_no]:04d}"
+                if cfg.method == "ksame"
+                else f"{item.name}-p{path_no:03d}",
+                "step": int(rec["step"][c]),
+                "seed": item.seed,
+                "nearest_real_distance": _fmt(dist),
+                "gate": "pass",
+            }
+        )
+    return count
+
+
+def _diversity(kept_images: list[Tensor], real_diversity: float) -> dict[str, Any] | None:
+    """Mean pairwise pixel distance of the written images against the real set's; None below two images."""
+    if len(kept_images) < 2:
+        return None
+    syn = mean_pairwise_distance(from_uint8(torch.stack(kept_images)))
+    return {"synthetic": round6(syn), "real": round6(real_diversity),
+            "ratio": round6(syn / real_diversity) if real_diversity > 0 else None}  # fmt: skip
 
 
 def _run_record(

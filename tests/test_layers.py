@@ -130,3 +130,21 @@ def test_changed_keys_names_what_differs_at_any_depth_and_ignores_tuple_vs_list(
 def test_no_source_file_is_over_800_lines():
     long = {str(p.relative_to(ROOT)): n for p in MODULES.values() if (n := len(p.read_text().splitlines())) > 800}
     assert not long, f"split these modules: {long}"
+
+
+def _code_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Lines from ``def`` to the end, less the docstring (which may say at length why the function is long)."""
+    total = fn.end_lineno - fn.lineno + 1
+    first = fn.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        total -= first.end_lineno - first.lineno + 1
+    return total
+
+
+def test_no_function_has_over_80_lines_of_code():
+    long = {}
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _code_lines(node) > 80:
+                long[f"{name}.{node.name}"] = _code_lines(node)
+    assert not long, f"split these functions: {long}"

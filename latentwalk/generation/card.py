@@ -23,8 +23,43 @@ _METHOD_TEXT = {
 }
 
 
+# the fixed end of every card: intended use, limits and how to load the images
+_USE_LINES = (
+    "",
+    "## Intended use",
+    "",
+    "Method development, teaching and benchmarking where the real images cannot be shared. Check the utility "
+    "(train on these images, test on real ones) and the privacy evaluation before relying on it.",
+    "",
+    "## Limits",
+    "",
+    "- The images are only as faithful as the generator: rare findings may be missing or simplified.",
+    "- The gate compares with the real images it was given, in one distance space; it does not prove that no "
+    "patient can be re-identified. A membership-inference and re-identification evaluation is advised.",
+    "- Labels are those the generation aimed for (the class guide's decision), not a clinician's reading.",
+    "- Not for diagnosis or clinical decisions.",
+    "",
+    "## Loading",
+    "",
+    "```python",
+    "from torchvision.datasets import ImageFolder",
+    'ds = ImageFolder("images", target_transform=lambda t: int(ds.classes[t]))  # folder name = label index',
+    "```",
+    "",
+    "(`ImageFolder` numbers the folders it finds in string order; the transform gives back the label index, "
+    "also when a label has no image or there are ten or more labels.)",
+    "",
+)
+
+
 def dataset_card(run: dict[str, Any]) -> str:
     """``DATASET_CARD.md`` from a run record (deterministic: no timings)."""
+    lines = _contents_lines(run) + _method_lines(run) + _privacy_lines(run) + list(_USE_LINES)
+    return "\n".join(lines)
+
+
+def _contents_lines(run: dict[str, Any]) -> list[str]:
+    """Title, introduction and the table of images per label."""
     cfg, counts, gate = run["config"], run["counts"], run["gate"]
     total = sum(counts["written"].values())
     lines = [
@@ -59,7 +94,13 @@ def dataset_card(run: dict[str, Any]) -> str:
                 "the gate may also have rejected candidates.",
             }.get(cfg["method"], "the gate rejected too many candidates within max_rounds.")
         )
-    lines += [
+    return lines
+
+
+def _method_lines(run: dict[str, Any]) -> list[str]:
+    """The method section: generator, paths, PLAN, k-same, seed, label gate and diversity."""
+    cfg = run["config"]
+    lines = [
         "",
         "## Method",
         "",
@@ -79,8 +120,25 @@ def dataset_card(run: dict[str, Any]) -> str:
             f"- k-same: k = {k['config']['k']} ({k['config']['method']}), {k['n_groups']} groups; smallest group "
             f"{min(k['group_patients'])} patients"
         )
-    lines += [
-        f"- Seed {cfg['seed']}; the same configuration and inputs give the same files (see `run.json`).",
+    lines.append(f"- Seed {cfg['seed']}; the same configuration and inputs give the same files (see `run.json`).")
+    lg = run.get("label_gate")
+    if lg:
+        origin = (f"the {lg['percentile']:g}th percentile of the class guide's true-label probability on "
+                  f"{lg['real_images']} real {lg['split']} images" if lg["derived"] else "given")  # fmt: skip
+        lines.append(f"- Label gate: an image was written only when the class "
+                     f"guide gave its label a probability >= {lg['threshold']:.4g} ({origin})")  # fmt: skip
+    div = run.get("diversity")
+    if div:
+        ratio = f" ({100 * div['ratio']:.0f} % of the real set's)" if div.get("ratio") is not None else ""
+        text = f"{div['synthetic']:.4g} against {div['real']:.4g} among the real training images{ratio}"
+        lines.append(f"- Diversity: mean pairwise pixel distance {text}")
+    return lines
+
+
+def _privacy_lines(run: dict[str, Any]) -> list[str]:
+    """The privacy figures: gate space and threshold, self-check, nearest-real distances."""
+    gate = run["gate"]
+    lines = [
         "",
         "## Privacy figures",
         "",
@@ -102,47 +160,10 @@ def dataset_card(run: dict[str, Any]) -> str:
         )
     elif check:
         lines.append("- Gate self-check: not possible (no patient has two real images)")
-    lg = run.get("label_gate")
-    if lg:
-        origin = (f"the {lg['percentile']:g}th percentile of the class guide's true-label probability on "
-                  f"{lg['real_images']} real {lg['split']} images" if lg["derived"] else "given")  # fmt: skip
-        lines.insert(lines.index("## Privacy figures") - 1, f"- Label gate: an image was written only when the class "
-                     f"guide gave its label a probability >= {lg['threshold']:.4g} ({origin})")  # fmt: skip
-    div = run.get("diversity")
-    if div:
-        ratio = f" ({100 * div['ratio']:.0f} % of the real set's)" if div.get("ratio") is not None else ""
-        text = f"{div['synthetic']:.4g} against {div['real']:.4g} among the real training images{ratio}"
-        lines.insert(lines.index("## Privacy figures") - 1, f"- Diversity: mean pairwise pixel distance {text}")
     nd = run["nearest_real_distance"]
     if nd["min"] is not None:
         lines.append(
             f"- Written images to their nearest real image: min {nd['min']:.4g}, median {nd['median']:.4g}, "
             f"max {nd['max']:.4g}"
         )
-    lines += [
-        "",
-        "## Intended use",
-        "",
-        "Method development, teaching and benchmarking where the real images cannot be shared. Check the utility "
-        "(train on these images, test on real ones) and the privacy evaluation before relying on it.",
-        "",
-        "## Limits",
-        "",
-        "- The images are only as faithful as the generator: rare findings may be missing or simplified.",
-        "- The gate compares with the real images it was given, in one distance space; it does not prove that no "
-        "patient can be re-identified. A membership-inference and re-identification evaluation is advised.",
-        "- Labels are those the generation aimed for (the class guide's decision), not a clinician's reading.",
-        "- Not for diagnosis or clinical decisions.",
-        "",
-        "## Loading",
-        "",
-        "```python",
-        "from torchvision.datasets import ImageFolder",
-        'ds = ImageFolder("images", target_transform=lambda t: int(ds.classes[t]))  # folder name = label index',
-        "```",
-        "",
-        "(`ImageFolder` numbers the folders it finds in string order; the transform gives back the label index, "
-        "also when a label has no image or there are ten or more labels.)",
-        "",
-    ]
-    return "\n".join(lines)
+    return lines
