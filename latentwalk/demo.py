@@ -98,29 +98,12 @@ def run_demo(
 
     ``out`` must be absent or empty, or hold an earlier demo and ``overwrite`` be given (:mod:`latentwalk.outputs`).
     """
-    import gan_zoo
     from gan_zoo.invert import InvertConfig
-    from gan_zoo.sampling import sample_images, save_grid
-    from latentwalk.data.phantoms import KINDS, PhantomConfig, write_phantom_dataset
-    from latentwalk.data.validate import check_images, format_summary, summarize
     from latentwalk.devices import resolve_device
-    from latentwalk.guides import GuideConfig, train_guides
     from latentwalk.invert import invert_dataset
-    from latentwalk.ksame import KSameConfig
-    from latentwalk.paths import PlanConfig
     from latentwalk.pipeline import GenerateConfig, generate
 
-    if cfg.kind not in KINDS:
-        raise ConfigError(f'unknown demo kind "{cfg.kind}"; expected one of {", ".join(KINDS)}')
-    from gan_zoo.invert import SPACES
-
-    if cfg.invert_space not in SPACES:
-        raise ConfigError(f'unknown inversion space "{cfg.invert_space}"; expected one of {", ".join(SPACES)}')
-    pw = cfg.privacy_weight
-    if isinstance(pw, bool) or not isinstance(pw, (int, float)) or not math.isfinite(pw) or pw < 0:
-        raise ConfigError(f"privacy_weight must be a number >= 0, got {pw!r}")
-    if cfg.patients is None:
-        cfg = dataclasses.replace(cfg, patients=DEFAULT_PATIENTS[cfg.kind])
+    cfg = _checked_config(cfg)
     say = echo if echo is not None else (lambda _m: None)
     out = Path(out)
     if claim_dir(out, overwrite=overwrite) == "replace":
@@ -133,40 +116,14 @@ def run_demo(
     latents = out / "latents-train.safetensors"
     synth = out / "synthetic"
 
-    with _stage(say, times, "data", f"[1/8] phantom {cfg.kind} dataset -> {data_dir}"):
-        phantoms = PhantomConfig(kind=cfg.kind, identities=cfg.patients, seed=cfg.seed)
-        index = write_phantom_dataset(phantoms, data_dir, progress=progress)
-        summary = format_summary(summarize(index, check_images(index, progress=progress)))
-        say("      " + summary.replace("\n", "\n      "))
-    with _stage(say, times, "generator", f"[2/8] generator demo:{cfg.kind} -> {out / 'samples.png'}"):
-        G = gan_zoo.load(f"demo:{cfg.kind}", device=device)
-        save_grid(sample_images(G, 32, seed=cfg.seed), out / "samples.png", nrow=8)
-    with _stage(say, times, "guides", f"[3/8] identity and class guides ({cfg.guide_epochs} epochs) -> {guides_dir}"):
-        res = train_guides(index, guides_dir, GuideConfig(epochs=cfg.guide_epochs, seed=cfg.seed),
-                           resolution=G.img_resolution, channels=G.img_channels, device=device,
-                           progress=progress)  # fmt: skip
-        ident, klass = res.metrics["identity"], res.metrics["class"]
-        say(f"      identity accuracy (held-out images of training patients) {ident.get('val_accuracy', 0):.3f}; "
-            f"class accuracy (validation patients) {klass.get('val_accuracy', 0):.3f}")  # fmt: skip
+    index, G, res = _data_generator_guides(cfg, say, times, out, data_dir, guides_dir, device, progress)
     train = index.subset("train")
     with _stage(say, times, "invert", f"[4/8] inverting {len(train)} training images ({cfg.invert_steps} steps)"):
         with warnings.catch_warnings():  # no LPIPS weights offline: the fallback is recorded in the latents' JSON
             warnings.simplefilter("ignore", UserWarning)
             invert_dataset(G, train, latents, InvertConfig(space=cfg.invert_space, steps=cfg.invert_steps, batch=64,
                                                            seed=cfg.seed), progress=progress)  # fmt: skip
-    gen_cfg = GenerateConfig(
-        gan=f"demo:{cfg.kind}",
-        guides=str(guides_dir),
-        data=str(data_dir),
-        latents=str(latents),
-        method="ksame-plan",
-        per_label=cfg.per_label,
-        paths_per_item=4,
-        seed=cfg.seed,
-        plan=PlanConfig(n_steps=cfg.n_steps, optim_steps=cfg.optim_steps, weights=(cfg.privacy_weight, 1.0, 1.0)),
-        ksame=KSameConfig(k=cfg.k),
-        device=cfg.device,
-    )
+    gen_cfg = _generate_config(cfg, data_dir, guides_dir, latents)
     n_labels = len(index.label_names)
     with _stage(say, times, "generate", f"[5/8] k-same (k={cfg.k}) + PLAN: {cfg.per_label} images x {n_labels} "
                 f"labels -> {synth}"):  # fmt: skip
@@ -191,6 +148,79 @@ def run_demo(
     mark_dir(out, "demo")  # the exact files of the finished demo
     say(f"done in {total:.0f}s; report: {out / 'report.md'}; synthetic dataset: {synth}")
     return figures
+
+
+def _checked_config(cfg: DemoConfig) -> DemoConfig:
+    """``cfg`` after its kind, inversion space and privacy weight are checked, with ``patients`` filled in."""
+    from gan_zoo.invert import SPACES
+    from latentwalk.data.phantoms import KINDS
+
+    if cfg.kind not in KINDS:
+        raise ConfigError(f'unknown demo kind "{cfg.kind}"; expected one of {", ".join(KINDS)}')
+    if cfg.invert_space not in SPACES:
+        raise ConfigError(f'unknown inversion space "{cfg.invert_space}"; expected one of {", ".join(SPACES)}')
+    pw = cfg.privacy_weight
+    if isinstance(pw, bool) or not isinstance(pw, (int, float)) or not math.isfinite(pw) or pw < 0:
+        raise ConfigError(f"privacy_weight must be a number >= 0, got {pw!r}")
+    if cfg.patients is None:
+        cfg = dataclasses.replace(cfg, patients=DEFAULT_PATIENTS[cfg.kind])
+    return cfg
+
+
+def _data_generator_guides(
+    cfg: DemoConfig,
+    say: Callable[[str], None],
+    times: dict[str, float],
+    out: Path,
+    data_dir: Path,
+    guides_dir: Path,
+    device: Any,
+    progress: bool,
+) -> tuple[Any, Any, Any]:
+    """Stages 1-3: the phantom dataset, the generator's samples, the guides; returns ``(index, G, guides result)``."""
+    import gan_zoo
+    from gan_zoo.sampling import sample_images, save_grid
+    from latentwalk.data.phantoms import PhantomConfig, write_phantom_dataset
+    from latentwalk.data.validate import check_images, format_summary, summarize
+    from latentwalk.guides import GuideConfig, train_guides
+
+    with _stage(say, times, "data", f"[1/8] phantom {cfg.kind} dataset -> {data_dir}"):
+        phantoms = PhantomConfig(kind=cfg.kind, identities=cfg.patients, seed=cfg.seed)
+        index = write_phantom_dataset(phantoms, data_dir, progress=progress)
+        summary = format_summary(summarize(index, check_images(index, progress=progress)))
+        say("      " + summary.replace("\n", "\n      "))
+    with _stage(say, times, "generator", f"[2/8] generator demo:{cfg.kind} -> {out / 'samples.png'}"):
+        G = gan_zoo.load(f"demo:{cfg.kind}", device=device)
+        save_grid(sample_images(G, 32, seed=cfg.seed), out / "samples.png", nrow=8)
+    with _stage(say, times, "guides", f"[3/8] identity and class guides ({cfg.guide_epochs} epochs) -> {guides_dir}"):
+        res = train_guides(index, guides_dir, GuideConfig(epochs=cfg.guide_epochs, seed=cfg.seed),
+                           resolution=G.img_resolution, channels=G.img_channels, device=device,
+                           progress=progress)  # fmt: skip
+        ident, klass = res.metrics["identity"], res.metrics["class"]
+        say(f"      identity accuracy (held-out images of training patients) {ident.get('val_accuracy', 0):.3f}; "
+            f"class accuracy (validation patients) {klass.get('val_accuracy', 0):.3f}")  # fmt: skip
+    return index, G, res
+
+
+def _generate_config(cfg: DemoConfig, data_dir: Path, guides_dir: Path, latents: Path) -> Any:
+    """The ``latentwalk generate`` configuration of the demo: PLAN walks between k-same centroids."""
+    from latentwalk.ksame import KSameConfig
+    from latentwalk.paths import PlanConfig
+    from latentwalk.pipeline import GenerateConfig
+
+    return GenerateConfig(
+        gan=f"demo:{cfg.kind}",
+        guides=str(guides_dir),
+        data=str(data_dir),
+        latents=str(latents),
+        method="ksame-plan",
+        per_label=cfg.per_label,
+        paths_per_item=4,
+        seed=cfg.seed,
+        plan=PlanConfig(n_steps=cfg.n_steps, optim_steps=cfg.optim_steps, weights=(cfg.privacy_weight, 1.0, 1.0)),
+        ksame=KSameConfig(k=cfg.k),
+        device=cfg.device,
+    )
 
 
 def _walk_picture(cfg: DemoConfig, gen_cfg: Any, G: Any, index: Any, guides_dir: Path, device: Any, out: Path) -> Any:
@@ -224,6 +254,7 @@ def _evaluate_demo(
     # SSIM over every pair is the slowest space: left to the full `latentwalk evaluate`
     ecfg = EvalConfig(guides=str(guides_dir), spaces=("identity", "lpips", "pixels"), utility_seeds=(0, 1),
                       utility_epochs=cfg.eval_epochs, reid_epochs=cfg.eval_epochs, seed=cfg.seed,
+                      verifier_epochs=4 * cfg.eval_epochs,  # an all-pairs attacker needs more passes
                       device=cfg.device)  # fmt: skip
     with warnings.catch_warnings():  # small-sample FID warnings are recorded in the report's notes
         warnings.simplefilter("ignore")

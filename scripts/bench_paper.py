@@ -177,6 +177,7 @@ def main() -> None:
         ecfg = EvalConfig(guides=str(guides), layout=args.layout, spaces=("identity", "lpips", "pixels"),
                           utility_epochs=sizes["eval_epochs"],
                           utility_seeds=sizes["seeds"], reid_epochs=sizes["eval_epochs"], utility_real=n == 0,
+                          verifier_epochs=4 * sizes["eval_epochs"],
                           seed=args.seed, device=args.device)  # fmt: skip
         metrics = evaluate(data_dir, row_dir / "synthetic", row_dir / "evaluation", ecfg, overwrite=True).metrics
         results[name] = {"metrics": metrics, "written": gen.written, "seconds": round(time.perf_counter() - t0, 1)}

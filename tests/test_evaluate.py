@@ -12,7 +12,14 @@ import torch
 from latentwalk.errors import DataError
 from latentwalk.evaluate.run import EvalConfig, evaluate, read_synthetic
 
-FAST = dict(utility_epochs=2, utility_seeds=(0,), reid_epochs=2, kid_subsets=5, spaces=("identity", "ssim", "pixels"))
+FAST = dict(
+    utility_epochs=2,
+    utility_seeds=(0,),
+    reid_epochs=2,
+    verifier_epochs=100,
+    kid_subsets=5,
+    spaces=("identity", "ssim", "pixels"),
+)
 
 
 def _write_synthetic(out: Path, files: list[Path], labels: list[int]) -> Path:
@@ -61,6 +68,9 @@ def test_copies_of_training_images_are_caught_and_unseen_patients_are_not(cxr_da
         assert p["mia_generator"]["auc"] > 0.9
     assert m["privacy"]["ssim"]["collisions"] == len(files)
     assert m["reidentification"]["n_syn"] == len(files)
+    v = m["verification"]  # the independent attacker flags the copies far more often than unseen patients
+    assert v["synthetic"]["images"] == len(files) and v["attacker"]["patients"] == len(files) // 3
+    assert v["synthetic"]["match_rate"] >= 0.6 and v["synthetic"]["match_rate"] > v["heldout"]["match_rate"] + 0.2
 
     # held-out patients' images as the "synthetic" set: unseen patients, so no collisions and no membership signal
     files_h, labels_h = _split_files(cxr_dataset, "test")
@@ -69,6 +79,7 @@ def test_copies_of_training_images_are_caught_and_unseen_patients_are_not(cxr_da
     assert m2["privacy"]["pixels"]["collisions"]["count"] < len(files_h)
     assert m2["privacy"]["pixels"]["mia_generator"]["auc"] < m["privacy"]["pixels"]["mia_generator"]["auc"]
     assert m2["privacy"]["pixels"]["dcr"]["p_closer"] == pytest.approx(0.5)  # the held-out set itself
+    assert m2["verification"]["synthetic"]["match_rate"] == m2["verification"]["heldout"]["match_rate"]
 
 
 def test_report_files_and_cli(cxr_dataset, guides_dir, tmp_path):

@@ -36,6 +36,8 @@ def _eval_default(name: str):
               help="Seeds of the utility classifiers.")  # fmt: skip
 @click.option("--reid-epochs", default=_eval_default("reid_epochs"), show_default=True,
               help="Epochs of the independent re-identification model.")  # fmt: skip
+@click.option("--verifier-epochs", default=_eval_default("verifier_epochs"), show_default=True,
+              help="Epochs of the independent Siamese verification attacker.")  # fmt: skip
 @click.option("--lpips-weights", default=None, type=click.Path(exists=True),
               help="alexnet-owt-7be5be79.pth (default: $LATENTWALK_WEIGHTS_DIR, then the torch cache).")  # fmt: skip
 @click.option("--inception-weights", default=None, type=click.Path(exists=True),
@@ -46,7 +48,7 @@ def _eval_default(name: str):
 @click.option("--overwrite", is_flag=True, help="Replace an earlier report in --out.")
 @click.pass_context
 def evaluate_cmd(ctx, real_dir, syn_dir, out, guides_dir, layout, spaces, utility_epochs, utility_seeds, reid_epochs,
-                 lpips_weights, inception_weights, walk_dir, device, overwrite):  # fmt: skip
+                 verifier_epochs, lpips_weights, inception_weights, walk_dir, device, overwrite):  # fmt: skip
     """Score a synthetic dataset: privacy (near-copies, DCR, MIA, re-identification), fidelity, utility.
 
     \b
@@ -61,7 +63,8 @@ def evaluate_cmd(ctx, real_dir, syn_dir, out, guides_dir, layout, spaces, utilit
         raise ConfigError(f'--utility-seeds must be integers such as "0,1,2", got "{utility_seeds}"') from None
     cfg = EvalConfig(
         guides=str(guides_dir) if guides_dir else None, layout=layout, spaces=tuple(spaces.split(",")),
-        utility_epochs=utility_epochs, utility_seeds=seeds, reid_epochs=reid_epochs, lpips_weights=lpips_weights,
+        utility_epochs=utility_epochs, utility_seeds=seeds, reid_epochs=reid_epochs,
+        verifier_epochs=verifier_epochs, lpips_weights=lpips_weights,
         inception_weights=inception_weights, device=device,
     )  # fmt: skip
     evaluate(real_dir, syn_dir, out, cfg, walk_dir=walk_dir, overwrite=overwrite, progress=progress(ctx),

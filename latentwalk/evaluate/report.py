@@ -38,6 +38,10 @@ DEFINITIONS = {
     "images); AUC and accuracy, 0.5 = ideal",
     "re-identification": "an identity model trained independently of the guides; match rate = share of synthetic "
     "images it assigns to a training patient as confidently as it re-identifies real held-out images",
+    "verifier": "an independent patient-verification attacker (a Siamese network after Packhäuser et al. 2022, its "
+    "own architecture and seed, never seen by the walk or the gate); match rate = share of synthetic images whose "
+    "best score against the training patients reaches its equal-error threshold, calibrated on real images of "
+    "training patients it did not train on; compare with the held-out real patients' rate (people not in the data)",
     "FID / KID": "Frechet / kernel distance between feature statistics of real training and synthetic images, "
     "labelled with the feature extractor; lower = closer distributions",
     "precision / recall / density / coverage": "k-NN manifold metrics (Naeem et al. 2020): fidelity (precision, "
@@ -143,6 +147,15 @@ def _summary_rows(m: dict[str, Any]) -> list[list[str]]:
         rows.append(["re-identification match rate", _fmt(r["syn_match_rate"]),
                      f"held-out real top-1 accuracy {_fmt(r['heldout_top1_accuracy'])}, chance "
                      f"{_fmt(r['chance_confidence'])}"])  # fmt: skip
+    v = m.get("verification", {})
+    if "synthetic" in v:
+        a = v["attacker"]
+        rows.append(["verifier match rate (independent attacker)", _fmt(v["synthetic"]["match_rate"]),
+                     f"held-out real patients {_fmt(v['heldout']['match_rate'])}; attacker: membership AUC "
+                     f"{_fmt(a['membership_auc'])}, precision@1 {_fmt(a['precision_at_1'])}"])  # fmt: skip
+        rows.append(["verifier best score, mean / max", f"{_fmt(v['synthetic']['mean_best_score'])} / "
+                     f"{_fmt(v['synthetic']['max_best_score'])}", f"threshold (EER {_fmt(a['eer'])}) "
+                     f"{_fmt(a['threshold'])}"])  # fmt: skip
     for key, f in m.get("fidelity", {}).items():
         kid = f"KID {_fmt(f['kid']['mean'])} ± {_fmt(f['kid']['std'])}"
         rows.append([f"FID ({f['extractor']})", _fmt(f["fid"]), kid])

@@ -45,6 +45,8 @@ class EvalConfig(StageConfig):
     utility_real: bool = True  # also train on the real training split (the baseline row; same for every synthetic set)
     reid_epochs: int = 30  # epochs of the independent re-identification model
     reid_seed: int = 101  # its seed (the guides use 0 by default)
+    verifier_epochs: int = 80  # epochs of the independent Siamese verification attacker (latentwalk.evaluate.verifier)
+    verifier_seed: int = 303  # its seed
     lpips_weights: str | None = None  # AlexNet backbone file for LPIPS; None = $LATENTWALK_WEIGHTS_DIR / torch cache
     inception_weights: str | None = None  # pt_inception-2015-12-05-6726825d.pth; None = search; absent = skipped
     kid_subsets: int = 100
@@ -60,10 +62,11 @@ class EvalConfig(StageConfig):
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
             raise ConfigError(f"utility_seeds must be one or more integers >= 0, got {self.utility_seeds!r}")
         object.__setattr__(self, "utility_seeds", seeds)
-        for name in ("utility_epochs", "reid_epochs", "kid_subsets"):
+        for name in ("utility_epochs", "reid_epochs", "verifier_epochs", "kid_subsets", "verifier_seed"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+            low = 0 if name == "verifier_seed" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
         if not isinstance(self.utility_real, bool):
             raise ConfigError(f"utility_real must be true or false, got {self.utility_real!r}")
         if not (isinstance(self.collision_percentile, (int, float)) and 0 < self.collision_percentile < 100):
@@ -309,6 +312,8 @@ def _evaluate(real_dir, synthetic_dir, out, cfg, walk_dir, progress, say, starte
     # re-identification with an identity model trained independently of the guides
     say("re-identification: an independent identity model on held-out images and on synthetic images")
     metrics["reidentification"] = _reidentify(data, cfg, device, progress, privacy)
+    say("verification: an independent Siamese attacker (Packhäuser et al. 2022) on synthetic and held-out images")
+    metrics["verification"] = _verification(data, cfg, device, progress)
 
     # fidelity
     say("fidelity: FID / KID / precision-recall-density-coverage")
@@ -397,7 +402,9 @@ def _reidentify(data: _Data, cfg: EvalConfig, device: torch.device, progress: bo
     train_rows = torch.tensor([r for r in range(len(pid)) if r not in set(held)])
     gcfg = GuideConfig(epochs=cfg.reid_epochs, seed=cfg.reid_seed, width=48)
     res, ch = data.train.shape[-1], data.train.shape[1]
-    model = build_guide("cnn", in_channels=ch, n_classes=len(order), resolution=res, width=48)
+    with torch.random.fork_rng(devices=[]):  # initial weights from its own seed: the same figures on every run
+        torch.manual_seed(cfg.reid_seed)
+        model = build_guide("cnn", in_channels=ch, n_classes=len(order), resolution=res, width=48)
     fit_model(model, data.train, pid, train_rows, gcfg, "reid", device, progress)
     model.eval()
     with torch.no_grad():
@@ -405,6 +412,18 @@ def _reidentify(data: _Data, cfg: EvalConfig, device: torch.device, progress: bo
         out = privacy.reidentification(probs(data.syn), probs(data.train[held_t]), pid[held_t])
     out["model"] = f"GuideCNN width 48, seed {cfg.reid_seed}, {cfg.reid_epochs} epochs (independent of the guides)"
     return out
+
+
+def _verification(data: _Data, cfg: EvalConfig, device: torch.device, progress: bool) -> dict:
+    """The Siamese attacker's strength and its match rates on the synthetic and the held-out real images."""
+    from latentwalk.evaluate.verifier import VerifierConfig, verify
+
+    vcfg = VerifierConfig(epochs=cfg.verifier_epochs, seed=cfg.verifier_seed)
+    try:
+        return verify(data.train, data.train_patients, {"synthetic": data.syn, "heldout": data.holdout}, vcfg,
+                      device, progress)  # fmt: skip
+    except DataError as e:
+        return {"skipped": str(e)}
 
 
 def _fidelity(data: _Data, cfg: EvalConfig, guides: Any, device: torch.device, notes: list[str], fid: Any) -> dict:
