@@ -28,3 +28,19 @@ def test_bench_paper_quick_runs_every_row_and_writes_the_table(tmp_path):
     first = results["rows"]["Linear"]["metrics"]
     assert "real" in first["utility"]["mean"] and "synthetic" in first["utility"]["mean"]
     assert (out / "rows" / "plan" / "evaluation" / "report.html").is_file()
+
+
+def test_gate_audit_quick_fills_every_gate_row(tmp_path):
+    out = tmp_path / "audit"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_gate_audit.py"), "--quick", "--seeds",
+                           "0,1", "--out", str(out), "--threads", "1"], env=env, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    raw = json.loads((out / "audit.json").read_text())
+    assert set(raw) == {"identity", "ssim", "lpips", "verifier"}
+    assert set(raw["identity"]) == {"0", "1"} and set(raw["ssim"]) == {"0"}  # SSIM is deterministic: one run
+    planted = ("augmented copy", "G reconstruction", "blend alpha=0.1", "blend alpha=0.2", "blend alpha=0.3")
+    for name in planted:
+        assert len(raw["verifier"]["1"][name]) == 6
+    assert "| verifier |" in done.stdout and "false rejections" in done.stdout

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from latentwalk.config import StageConfig
 from latentwalk.errors import ConfigError, DataError
 
-__all__ = ["VerifierConfig", "SiameseVerifier", "Verifier", "train_verifier", "verify", "equal_error"]
+__all__ = ["VerifierConfig", "SiameseVerifier", "Verifier", "train_verifier", "fit_verifier", "verify", "equal_error"]
 
 
 @dataclass(frozen=True)
@@ -204,6 +204,7 @@ class Verifier:
     gallery_patients: Tensor  # [G] int64 patient index (0..P-1)
     n_patients: int
     device: torch.device
+    threshold: float = math.inf  # match when the best score reaches it (set by fit_verifier: the EER threshold)
 
     @torch.no_grad()
     def embed(self, images: Tensor, batch: int = 256) -> Tensor:
@@ -223,6 +224,14 @@ class Verifier:
             best = best.scatter_reduce(1, index.expand(len(q), -1), logits, reduce="amax")
             out[start : start + chunk] = torch.sigmoid(best).cpu()
         return out
+
+    def best_scores(self, images: Tensor) -> Tensor:
+        """``[N]`` CPU float: each image's best score over all training patients."""
+        return self.patient_scores(images).max(1).values
+
+    def matches(self, images: Tensor) -> Tensor:
+        """``[N]`` bool: the image shows some training patient (best score >= threshold)."""
+        return self.best_scores(images) >= self.threshold
 
 
 def equal_error(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
@@ -258,25 +267,19 @@ def _summary(best: Tensor, threshold: float) -> dict[str, Any]:
     }
 
 
-def verify(
+def fit_verifier(
     train_images: Tensor,
     train_patients: Sequence[Any],
-    queries: dict[str, Tensor],
     cfg: VerifierConfig | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
-) -> dict[str, Any]:
-    """Train the attacker on the training split and score each named query set against its patients.
-
-    Args:
-        train_images: ``[N, C, R, R]`` real training images in [-1, 1].
-        train_patients: ``N`` patient identifiers (any hashable).
-        queries: name -> images ``[M, C, R, R]``, e.g. ``{"synthetic": S, "heldout": H}``; each gets a summary
-            (match rate at the equal-error threshold, mean and max of the best scores).
+) -> tuple[Verifier, dict[str, Any]]:
+    """Train the attacker on the training split (less one calibration image per patient) and calibrate it.
 
     Returns:
-        JSON-ready dict: ``attacker`` (verification AUC, EER, threshold, precision@1 on calibration images, the
-        loss curve, a description) and one entry per query set.
+        The :class:`Verifier` (its ``threshold`` set) and the JSON-ready ``attacker`` figures: verification AUC,
+        membership AUC, EER and threshold, precision@1 and the member match rate on the calibration images, the
+        loss curve, a description.
 
     Raises:
         DataError: fewer than two patients with two or more images (no calibration).
@@ -302,25 +305,49 @@ def verify(
     pair_neg = cal[torch.isfinite(others)]
     present = cal.max(1).values.numpy()  # best score with the image's own patient in the gallery (a member)
     absent = others.max(1).values.numpy()  # ... with it left out: the best an outsider could score
-    eer, threshold = equal_error(present, absent)
-    result: dict[str, Any] = {
-        "attacker": {
-            "verification_auc": round(auc_score(pair_pos, pair_neg), 6),
-            "membership_auc": round(auc_score(present, absent), 6),
-            "eer": round(eer, 6),
-            "threshold": round(threshold, 6),
-            "precision_at_1": round(float((cal.argmax(1) == own).float().mean()), 6),
-            "calibration_images": len(held),
-            "gallery_images": len(gallery),
-            "patients": len(names),
-            "loss": losses,
-            "model": f"Siamese residual CNN (width {cfg.width}, embedding {cfg.embed_dim}), |e1 - e2| -> logit, "
-            f"seed {cfg.seed}, {cfg.epochs} epochs of all-pairs batches (independent of the guides)",
-        }
+    eer, ver.threshold = equal_error(present, absent)
+    attacker = {
+        "verification_auc": round(auc_score(pair_pos, pair_neg), 6),
+        "membership_auc": round(auc_score(present, absent), 6),
+        "eer": round(eer, 6),
+        "threshold": round(ver.threshold, 6),
+        "precision_at_1": round(float((cal.argmax(1) == own).float().mean()), 6),
+        "member_match_rate": round(float((present >= ver.threshold).mean()), 6),  # unseen images of members
+        "calibration_images": len(held),
+        "gallery_images": len(gallery),
+        "patients": len(names),
+        "loss": losses,
+        "model": f"Siamese residual CNN (width {cfg.width}, embedding {cfg.embed_dim}), |e1 - e2| -> logit, "
+        f"seed {cfg.seed}, {cfg.epochs} epochs of all-pairs batches (independent of the guides)",
     }
+    return ver, attacker
+
+
+def verify(
+    train_images: Tensor,
+    train_patients: Sequence[Any],
+    queries: dict[str, Tensor],
+    cfg: VerifierConfig | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train the attacker on the training split and score each named query set against its patients.
+
+    Args:
+        train_images: ``[N, C, R, R]`` real training images in [-1, 1].
+        train_patients: ``N`` patient identifiers (any hashable).
+        queries: name -> images ``[M, C, R, R]``, e.g. ``{"synthetic": S, "heldout": H}``; each gets a summary
+            (match rate at the equal-error threshold, mean and max of the best scores).
+
+    Returns:
+        JSON-ready dict: ``attacker`` (:func:`fit_verifier`) and one entry per non-empty query set.
+
+    Raises:
+        DataError: fewer than two patients with two or more images (no calibration).
+    """
+    ver, attacker = fit_verifier(train_images, train_patients, cfg, device, progress)
+    result: dict[str, Any] = {"attacker": attacker}
     for name, images in queries.items():
-        if len(images) == 0:
-            continue
-        best = ver.patient_scores(images).max(1).values
-        result[name] = _summary(best, threshold)
+        if len(images):
+            result[name] = _summary(ver.best_scores(images), ver.threshold)
     return result
