@@ -60,8 +60,12 @@ def _row(name: str, m: dict[str, Any], source: str, n_images: int | str) -> list
              _pm(u["mean"], u["std"], source, "balanced_accuracy")]  # fmt: skip
     mia = m["membership_inference"].get(f"classifier_trained_on_{source}", {})
     cells.append(f"{100 * mia['accuracy']:.1f} / {mia['auc']:.3f}" if mia else "–")
-    if source == "real":
-        return cells + ["–"] * 6
+    v, g = m.get("verification", {}), m.get("ground_truth", {})
+    unseen_v = v.get("heldout", {}).get("match_rate")
+    unseen_g = g.get("heldout", {}).get("heldout_fraction")
+    if source == "real":  # the attacker on real images of the members it never saw; the probe's radius is 95 % of them
+        return cells + ["–"] * 6 + [f"{_num(v.get('attacker', {}).get('member_match_rate'))} / {_num(unseen_v)}",
+                                    f"– / {_num(unseen_g)}"]  # fmt: skip
     ident = m["privacy"].get("identity", {})
     lp = m["privacy"].get("lpips")
     mml = f"{lp['mml']['mml']:.3f} (LPIPS)" if lp else f"{ident['mml']['mml']:.3g} (id)"
@@ -75,6 +79,8 @@ def _row(name: str, m: dict[str, Any], source: str, n_images: int | str) -> list
         _num(ident.get("dcr", {}).get("p_closer")),
         fid_txt,
         _num(m["reidentification"].get("syn_match_rate")),
+        f"{_num(v.get('synthetic', {}).get('match_rate'))} / {_num(unseen_v)}",
+        f"{_num(g.get('synthetic', {}).get('leak_fraction'))} / {_num(unseen_g)}",
     ]
     return cells
 
@@ -91,6 +97,8 @@ HEADER = [
     "DCR p_closer",
     "FID / KID",
     "re-id match rate",
+    "verifier match rate: set / unseen",
+    "GT leakage: set / unseen",
 ]
 
 
@@ -200,7 +208,13 @@ def main() -> None:
         "held-out images; 50 % / 0.5 = ideal). MIA via synthetic set, mmL, collisions and DCR: identity-embedding "
         f"space (cosine). FID / KID on: {fid_name}. Training latents: {sizes['invert_steps']} inversion steps in "
         f"{args.space.upper()}. Method rows without the privacy gate or the label gate; per label "
-        f"{sizes['per_label']} images (k-same: one per group).\n\n" + "\n".join(lines)
+        f"{sizes['per_label']} images (k-same: one per group). Verifier: the independent Siamese attacker "
+        "(its own architecture and seed, never seen by the walk), the share of the row's images matched to a "
+        "training patient at its equal-error threshold / the same for real images of unseen patients (the floor); "
+        "in the Real row, real images of training patients it never saw. GT leakage: the share whose anatomy, read "
+        "by a regressor trained on the real training images, lies within the range of another image of a training "
+        "patient (ground_truth.json) / the floor; in the Real row that range holds 95 % of such images by "
+        "definition.\n\n" + "\n".join(lines)
     )
     (out / "table.md").write_text(body + "\n")
     (out / "metrics.json").write_text(json.dumps({"rows": results, "stages": times, "wall_seconds": wall}, indent=2))

@@ -71,6 +71,12 @@ def test_copies_of_training_images_are_caught_and_unseen_patients_are_not(cxr_da
     v = m["verification"]  # the independent attacker flags the copies far more often than unseen patients
     assert v["synthetic"]["images"] == len(files) and v["attacker"]["patients"] == len(files) // 3
     assert v["synthetic"]["match_rate"] >= 0.6 and v["synthetic"]["match_rate"] > v["heldout"]["match_rate"] + 0.2
+    g = m["ground_truth"]  # and so does the anatomy read back from the images (phantoms: ground_truth.json)
+    assert g["synthetic"]["images"] == len(files) and g["patients"] == len(files) // 3
+    assert (
+        g["synthetic"]["leak_fraction"] >= 0.6
+        and g["synthetic"]["leak_fraction"] > g["heldout"]["heldout_fraction"] + 0.3
+    )
 
     # held-out patients' images as the "synthetic" set: unseen patients, so no collisions and no membership signal
     files_h, labels_h = _split_files(cxr_dataset, "test")
@@ -80,6 +86,8 @@ def test_copies_of_training_images_are_caught_and_unseen_patients_are_not(cxr_da
     assert m2["privacy"]["pixels"]["mia_generator"]["auc"] < m["privacy"]["pixels"]["mia_generator"]["auc"]
     assert m2["privacy"]["pixels"]["dcr"]["p_closer"] == pytest.approx(0.5)  # the held-out set itself
     assert m2["verification"]["synthetic"]["match_rate"] == m2["verification"]["heldout"]["match_rate"]
+    assert m2["verification"]["attacker"] == v["attacker"]  # trained once per process, the same bits
+    assert m2["ground_truth"]["synthetic"]["leak_fraction"] == m2["ground_truth"]["heldout"]["heldout_fraction"]
 
 
 def test_report_files_and_cli(cxr_dataset, guides_dir, tmp_path):

@@ -42,6 +42,10 @@ DEFINITIONS = {
     "own architecture and seed, never seen by the walk or the gate); match rate = share of synthetic images whose "
     "best score against the training patients reaches its equal-error threshold, calibrated on real images of "
     "training patients it did not train on; compare with the held-out real patients' rate (people not in the data)",
+    "ground-truth leakage": "phantoms only: a regressor from image to the patient's recorded anatomy "
+    "(ground_truth.json), calibrated on real images of training patients it did not train on; share of synthetic "
+    "images whose predicted anatomy lies as close to a training patient's true anatomy as another image of that "
+    "patient does (95 % of them); compare with the held-out real patients' share (chance)",
     "FID / KID": "Frechet / kernel distance between feature statistics of real training and synthetic images, "
     "labelled with the feature extractor; lower = closer distributions",
     "precision / recall / density / coverage": "k-NN manifold metrics (Naeem et al. 2020): fidelity (precision, "
@@ -156,6 +160,12 @@ def _summary_rows(m: dict[str, Any]) -> list[list[str]]:
         rows.append(["verifier best score, mean / max", f"{_fmt(v['synthetic']['mean_best_score'])} / "
                      f"{_fmt(v['synthetic']['max_best_score'])}", f"threshold (EER {_fmt(a['eer'])}) "
                      f"{_fmt(a['threshold'])}"])  # fmt: skip
+    g = m.get("ground_truth", {})
+    if "synthetic" in g:
+        cal, floor = g["calibration"], g.get("heldout", {}).get("heldout_fraction")
+        rows.append(["ground-truth leakage (anatomy of a training patient)", _fmt(g["synthetic"]["leak_fraction"]),
+                     f"held-out real patients {_fmt(floor)}; probe precision@1 {_fmt(cal['precision_at_1'])}, "
+                     f"R² {_fmt(cal['r2'])}"])  # fmt: skip
     for key, f in m.get("fidelity", {}).items():
         kid = f"KID {_fmt(f['kid']['mean'])} ± {_fmt(f['kid']['std'])}"
         rows.append([f"FID ({f['extractor']})", _fmt(f["fid"]), kid])

@@ -143,11 +143,13 @@ class _Data:
     rows: list[dict[str, str]]
     label_names: tuple[str, ...]
     holdout_split: str
+    ground_truth: dict[str, Any] | None = None  # patient -> identity parameters (phantoms' ground_truth.json)
 
 
 def _load(real_dir: Path, syn_dir: Path, cfg: EvalConfig, progress: bool) -> _Data:
     from latentwalk.data import open_dataset
     from latentwalk.data.preprocess import load_tensors
+    from latentwalk.evaluate.ground_truth import patient_parameters, read_ground_truth
 
     syn, syn_labels, rows = read_synthetic(syn_dir)
     index = open_dataset(real_dir, cfg.layout)
@@ -167,8 +169,12 @@ def _load(real_dir: Path, syn_dir: Path, cfg: EvalConfig, progress: bool) -> _Da
         )
     x_tr, y_tr = load_tensors(train, res, channels=ch, progress=progress)
     x_ho, y_ho = load_tensors(holdout, res, channels=ch, progress=progress)
+    truth = read_ground_truth(index.root)
+    if truth is not None:
+        ids, matrix, _ = patient_parameters(truth)
+        truth = dict(zip(ids, matrix, strict=True))
     return _Data(x_tr, y_tr, [r.identity for r in train.records], x_ho, y_ho, syn, syn_labels, rows,
-                 tuple(index.label_names), split)  # fmt: skip
+                 tuple(index.label_names), split, truth)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -314,6 +320,8 @@ def _evaluate(real_dir, synthetic_dir, out, cfg, walk_dir, progress, say, starte
     metrics["reidentification"] = _reidentify(data, cfg, device, progress, privacy)
     say("verification: an independent Siamese attacker (Packhäuser et al. 2022) on synthetic and held-out images")
     metrics["verification"] = _verification(data, cfg, device, progress)
+    say("ground truth: the synthetic images' anatomy against the training patients' (phantoms' ground_truth.json)")
+    metrics["ground_truth"] = _ground_truth(data, cfg, device, progress)
 
     # fidelity
     say("fidelity: FID / KID / precision-recall-density-coverage")
@@ -414,16 +422,51 @@ def _reidentify(data: _Data, cfg: EvalConfig, device: torch.device, progress: bo
     return out
 
 
+# Attackers and probes that learn from the real data only, kept for the process: a benchmark evaluating several
+# synthetic sets against one real dataset trains each once (the same bits as training it again: all are seeded).
+_TRAINED: dict[str, Any] = {}
+
+
+def _trained(what: str, data: _Data, settings: Any, device: torch.device, fit: Callable[[], Any]) -> Any:
+    """``fit()``'s result for these real training images, patients, settings and device; computed once."""
+    import hashlib
+
+    h = hashlib.sha256(f"{what}|{settings!r}|{device}|{data.train_patients}".encode())
+    h.update(data.train.numpy().tobytes())
+    key = h.hexdigest()
+    if key not in _TRAINED:
+        if len(_TRAINED) >= 8:  # a long-lived process evaluating many datasets keeps only the latest few
+            _TRAINED.pop(next(iter(_TRAINED)))
+        _TRAINED[key] = fit()
+    return _TRAINED[key]
+
+
 def _verification(data: _Data, cfg: EvalConfig, device: torch.device, progress: bool) -> dict:
     """The Siamese attacker's strength and its match rates on the synthetic and the held-out real images."""
-    from latentwalk.evaluate.verifier import VerifierConfig, verify
+    from latentwalk.evaluate.verifier import VerifierConfig, fit_verifier, summarize
 
     vcfg = VerifierConfig(epochs=cfg.verifier_epochs, seed=cfg.verifier_seed)
     try:
-        return verify(data.train, data.train_patients, {"synthetic": data.syn, "heldout": data.holdout}, vcfg,
-                      device, progress)  # fmt: skip
+        fit = lambda: fit_verifier(data.train, data.train_patients, vcfg, device, progress)  # noqa: E731
+        ver, attacker = _trained("verifier", data, vcfg, device, fit)
     except DataError as e:
         return {"skipped": str(e)}
+    return {"attacker": attacker, "synthetic": summarize(ver, data.syn), "heldout": summarize(ver, data.holdout)}
+
+
+def _ground_truth(data: _Data, cfg: EvalConfig, device: torch.device, progress: bool) -> dict:
+    """Ground-truth leakage of the synthetic images, with the held-out real patients as the floor."""
+    from latentwalk.evaluate.ground_truth import fit_probe
+
+    if data.ground_truth is None:
+        return {"skipped": "the real dataset has no ground_truth.json (only phantoms have one)"}
+    try:
+        fit = lambda: fit_probe(data.train, data.train_patients, data.ground_truth, seed=cfg.seed,  # noqa: E731
+                                device=device, progress=progress)  # fmt: skip
+        probe = _trained("ground-truth probe", data, cfg.seed, device, fit)
+    except DataError as e:
+        return {"skipped": str(e)}
+    return probe.report(data.syn, data.holdout)
 
 
 def _fidelity(data: _Data, cfg: EvalConfig, guides: Any, device: torch.device, notes: list[str], fid: Any) -> dict:

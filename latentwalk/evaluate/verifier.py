@@ -43,7 +43,16 @@ from torch import Tensor, nn
 from latentwalk.config import StageConfig
 from latentwalk.errors import ConfigError, DataError
 
-__all__ = ["VerifierConfig", "SiameseVerifier", "Verifier", "train_verifier", "fit_verifier", "verify", "equal_error"]
+__all__ = [
+    "VerifierConfig",
+    "SiameseVerifier",
+    "Verifier",
+    "train_verifier",
+    "fit_verifier",
+    "summarize",
+    "verify",
+    "equal_error",
+]
 
 
 @dataclass(frozen=True)
@@ -258,10 +267,12 @@ def _calibration_split(patients: Tensor) -> tuple[Tensor, Tensor]:
     return held_t, torch.nonzero(mask).flatten()
 
 
-def _summary(best: Tensor, threshold: float) -> dict[str, Any]:
+def summarize(ver: Verifier, images: Tensor) -> dict[str, Any]:
+    """Match rate at the verifier's threshold, mean and max of the best scores of ``images`` (JSON-ready)."""
+    best = ver.best_scores(images)
     return {
         "images": len(best),
-        "match_rate": round(float((best >= threshold).float().mean()), 6),
+        "match_rate": round(float((best >= ver.threshold).float().mean()), 6),
         "mean_best_score": round(float(best.mean()), 6),
         "max_best_score": round(float(best.max()), 6),
     }
@@ -349,5 +360,5 @@ def verify(
     result: dict[str, Any] = {"attacker": attacker}
     for name, images in queries.items():
         if len(images):
-            result[name] = _summary(ver.best_scores(images), ver.threshold)
+            result[name] = summarize(ver, images)
     return result
