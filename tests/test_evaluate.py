@@ -17,6 +17,8 @@ FAST = dict(
     utility_seeds=(0,),
     reid_epochs=2,
     verifier_epochs=100,
+    mia_epochs=3,
+    mia_shadows=2,
     kid_subsets=5,
     spaces=("identity", "ssim", "pixels"),
 )
@@ -87,6 +89,8 @@ def test_copies_of_training_images_are_caught_and_unseen_patients_are_not(cxr_da
     assert m2["privacy"]["pixels"]["dcr"]["p_closer"] == pytest.approx(0.5)  # the held-out set itself
     assert m2["verification"]["synthetic"]["match_rate"] == m2["verification"]["heldout"]["match_rate"]
     assert m2["verification"]["attacker"] == v["attacker"]  # trained once per process, the same bits
+    mem = m2["membership_inference_memorising"]
+    assert set(mem["classifier_trained_on_real"]) == {"loss", "calibrated"}
     assert m2["ground_truth"]["synthetic"]["leak_fraction"] == m2["ground_truth"]["heldout"]["heldout_fraction"]
 
 

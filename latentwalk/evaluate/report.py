@@ -36,6 +36,10 @@ DEFINITIONS = {
     "called a member; AUC and best-threshold accuracy, 0.5 = ideal",
     "MIA (classifier)": "loss attack on a classifier: lower loss = member (training images) vs non-member (held-out "
     "images); AUC and accuracy, 0.5 = ideal",
+    "MIA (memorising)": "the downstream classifier trained to convergence without augmentation (as a typical "
+    "user's model) on R or on S; loss attack, and a calibrated attack (offline LiRA, Carlini et al. 2022) whose "
+    "shadow models, trained on random halves of R and H, give each image the confidence of a model that did not "
+    "see it; AUC, 0.5 = ideal",
     "re-identification": "an identity model trained independently of the guides; match rate = share of synthetic "
     "images it assigns to a training patient as confidently as it re-identifies real held-out images",
     "verifier": "an independent patient-verification attacker (a Siamese network after Packhäuser et al. 2022, its "
@@ -146,6 +150,12 @@ def _summary_rows(m: dict[str, Any]) -> list[list[str]]:
             rows.append([f"{space}: C_T", _fmt(ct["c_t"]), f"{ct['n_cells_used']} cell(s)"])
     for name, v in m.get("membership_inference", {}).items():
         rows.append([f"MIA on the {name.replace('_', ' ')}, AUC", _fmt(v["auc"]), f"accuracy {_fmt(v['accuracy'])}"])
+    for name, v in m.get("membership_inference_memorising", {}).items():
+        if isinstance(v, dict) and "loss" in v:
+            cal = v.get("calibrated", {})
+            rows.append([f"MIA, memorising {name.replace('_', ' ')}: loss / calibrated AUC",
+                         f"{_fmt(v['loss']['auc'])} / {_fmt(cal.get('auc'))}",
+                         f"accuracy {_fmt(v['loss']['accuracy'])} / {_fmt(cal.get('accuracy'))}"])  # fmt: skip
     r = m.get("reidentification", {})
     if "syn_match_rate" in r:
         rows.append(["re-identification match rate", _fmt(r["syn_match_rate"]),

@@ -47,6 +47,8 @@ class EvalConfig(StageConfig):
     reid_seed: int = 101  # its seed (the guides use 0 by default)
     verifier_epochs: int = 80  # epochs of the independent Siamese verification attacker (latentwalk.evaluate.verifier)
     verifier_seed: int = 303  # its seed
+    mia_epochs: int = 60  # memorising-regime classifiers (no augmentation, no weight decay): epochs to convergence
+    mia_shadows: int = 4  # shadow models of the calibrated (offline LiRA) attack; 0 = the loss attack only
     lpips_weights: str | None = None  # AlexNet backbone file for LPIPS; None = $LATENTWALK_WEIGHTS_DIR / torch cache
     inception_weights: str | None = None  # pt_inception-2015-12-05-6726825d.pth; None = search; absent = skipped
     kid_subsets: int = 100
@@ -62,9 +64,10 @@ class EvalConfig(StageConfig):
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
             raise ConfigError(f"utility_seeds must be one or more integers >= 0, got {self.utility_seeds!r}")
         object.__setattr__(self, "utility_seeds", seeds)
-        for name in ("utility_epochs", "reid_epochs", "verifier_epochs", "kid_subsets", "verifier_seed"):
+        for name in ("utility_epochs", "reid_epochs", "verifier_epochs", "mia_epochs", "kid_subsets", "verifier_seed",
+                     "mia_shadows"):  # fmt: skip
             value = getattr(self, name)
-            low = 0 if name == "verifier_seed" else 1
+            low = 0 if name in ("verifier_seed", "mia_shadows") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
         if not isinstance(self.utility_real, bool):
@@ -314,6 +317,9 @@ def _evaluate(real_dir, synthetic_dir, out, cfg, walk_dir, progress, say, starte
         nonmember = utility.per_sample_loss(model, data.holdout, data.holdout_labels)
         mia[f"classifier_trained_on_{source}"] = privacy.mia_loss(member, nonmember)
     metrics["membership_inference"] = mia
+    say(f"membership inference, memorising regime: classifiers trained {cfg.mia_epochs} epochs without augmentation, "
+        f"{cfg.mia_shadows} shadow models")  # fmt: skip
+    metrics["membership_inference_memorising"] = _memorising(data, cfg, device, progress)
 
     # re-identification with an identity model trained independently of the guides
     say("re-identification: an independent identity model on held-out images and on synthetic images")
@@ -452,6 +458,31 @@ def _verification(data: _Data, cfg: EvalConfig, device: torch.device, progress: 
     except DataError as e:
         return {"skipped": str(e)}
     return {"attacker": attacker, "synthetic": summarize(ver, data.syn), "heldout": summarize(ver, data.holdout)}
+
+
+def _memorising(data: _Data, cfg: EvalConfig, device: torch.device, progress: bool) -> dict:
+    """Loss and calibrated attacks on classifiers trained to convergence on R and on S (evaluate.membership)."""
+    from latentwalk.evaluate import membership as mem
+    from latentwalk.evaluate.utility import train_classifier
+
+    n_classes = len(data.label_names)
+    recipe = mem.memorising_recipe(cfg.mia_epochs, cfg.seed)
+    members, nonmembers = (data.train, data.train_labels), (data.holdout, data.holdout_labels)
+    shadows = None
+    if cfg.mia_shadows:
+        pool, labels = torch.cat([data.train, data.holdout]), torch.cat([data.train_labels, data.holdout_labels])
+        fit = lambda: mem.fit_shadows(pool, labels, n_classes, cfg.mia_shadows, cfg.mia_epochs, cfg.seed,  # noqa: E731
+                                      device, progress)  # fmt: skip
+        shadows = _trained("shadows", data, (cfg.mia_shadows, cfg.mia_epochs, cfg.seed, len(pool)), device, fit)
+    fit = lambda: train_classifier(*members, n_classes, recipe, cfg.seed, device, progress)  # noqa: E731
+    real = _trained("memorising classifier", data, (cfg.mia_epochs, cfg.seed), device, fit)
+    syn = train_classifier(data.syn, data.syn_labels, n_classes, recipe, cfg.seed, device, progress)
+    return {
+        "recipe": f"utility CNN, {cfg.mia_epochs} epochs, no augmentation, no weight decay, seed {cfg.seed}",
+        "shadows": cfg.mia_shadows,
+        "classifier_trained_on_real": mem.attack(real, members, nonmembers, shadows),
+        "classifier_trained_on_synthetic": mem.attack(syn, members, nonmembers, shadows),
+    }
 
 
 def _ground_truth(data: _Data, cfg: EvalConfig, device: torch.device, progress: bool) -> dict:
