@@ -39,8 +39,10 @@ ROWS = [
     ("k-same (k=5)", "ksame", 5),
     ("k-same+PLAN (k=5)", "ksame-plan", 5),
 ]
-FULL = dict(guide_epochs=30, invert_steps=50, per_label=100, optim_steps=100, eval_epochs=15, seeds=(0, 1, 2))
-QUICK = dict(guide_epochs=1, invert_steps=2, per_label=4, optim_steps=2, eval_epochs=1, seeds=(0, 1))
+FULL = dict(guide_epochs=30, invert_steps=50, per_label=100, optim_steps=100, eval_epochs=15, seeds=(0, 1, 2),
+            mia_epochs=60, mia_shadows=4)  # fmt: skip
+QUICK = dict(guide_epochs=1, invert_steps=2, per_label=4, optim_steps=2, eval_epochs=1, seeds=(0, 1), mia_epochs=2,
+             mia_shadows=1)  # fmt: skip
 
 
 def _num(x: Any, digits: int = 3) -> str:
@@ -60,6 +62,9 @@ def _row(name: str, m: dict[str, Any], source: str, n_images: int | str) -> list
              _pm(u["mean"], u["std"], source, "balanced_accuracy")]  # fmt: skip
     mia = m["membership_inference"].get(f"classifier_trained_on_{source}", {})
     cells.append(f"{100 * mia['accuracy']:.1f} / {mia['auc']:.3f}" if mia else "–")
+    mem = m.get("membership_inference_memorising", {}).get(f"classifier_trained_on_{source}", {})
+    cal = mem.get("calibrated", {}).get("auc")
+    cells.append(f"{mem['loss']['auc']:.3f} / {_num(cal)}" if mem else "–")
     v, g = m.get("verification", {}), m.get("ground_truth", {})
     unseen_v = v.get("heldout", {}).get("match_rate")
     unseen_g = g.get("heldout", {}).get("heldout_fraction")
@@ -91,6 +96,7 @@ HEADER = [
     "TSTR accuracy %",
     "balanced acc. %",
     "MIA on classifier: acc. % / AUC",
+    "MIA, memorising classifier: loss / calibrated AUC",
     "MIA via synthetic set (AUC)",
     "mmL",
     "collisions",
@@ -121,7 +127,14 @@ def main() -> None:
         help="inversion space of the training latents (k-same rows); default z, as the demo",
     )
     parser.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument("--resume", action="store_true", help="reuse the dataset, guides, latents and finished "
+                        "synthetic sets in --out (generate refuses sets made otherwise); evaluate anew")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")  # small-sample FID and mixed-label notes land in each report
 
     import gan_zoo
@@ -146,10 +159,14 @@ def main() -> None:
         print(f"  {name}: {times[name]:.0f}s", flush=True)
 
     t0 = time.perf_counter()
+    reused = []
     if args.data is None:
         data_dir = out / "data"
         pcfg = PhantomConfig(kind=kind, seed=args.seed, **({"identities": 40, "per_identity": 3} if args.quick else {}))
-        index = write_phantom_dataset(pcfg, data_dir, overwrite=True)
+        if args.resume and (data_dir / "dataset.json").is_file():
+            index, _ = open_dataset(data_dir), reused.append("data")
+        else:
+            index = write_phantom_dataset(pcfg, data_dir, overwrite=True)
     else:
         data_dir = args.data
         index = open_dataset(data_dir, args.layout)
@@ -160,13 +177,19 @@ def main() -> None:
 
     t0 = time.perf_counter()
     guides = out / "guides"
-    train_guides(index, guides, GuideConfig(epochs=sizes["guide_epochs"], seed=args.seed), resolution=G.img_resolution,
-                 channels=G.img_channels, device=device, overwrite=True)  # fmt: skip
+    if args.resume and (guides / "identity.json").is_file():
+        reused.append("guides")
+    else:
+        train_guides(index, guides, GuideConfig(epochs=sizes["guide_epochs"], seed=args.seed),
+                     resolution=G.img_resolution, channels=G.img_channels, device=device, overwrite=True)  # fmt: skip
     stage("guides", t0)
     t0 = time.perf_counter()
     latents = out / "latents-train.safetensors"
     icfg = InvertConfig(space=args.space, steps=sizes["invert_steps"], batch=64)
-    invert_dataset(G, index.subset("train"), latents, icfg, overwrite=True)
+    if args.resume and latents.is_file():
+        reused.append("inversion")
+    else:
+        invert_dataset(G, index.subset("train"), latents, icfg, overwrite=True)
     stage("inversion", t0)
 
     results: dict[str, Any] = {}
@@ -181,11 +204,14 @@ def main() -> None:
             k=k or 5, gate_threshold=0.0, label_gate=False, seed=args.seed, device=args.device,
             endpoint_filter=not args.quick,  # toy guides may never predict a label: the quick run draws freely
         ))  # fmt: skip
-        gen = generate(gcfg, row_dir / "synthetic", overwrite=True)
+        gen = generate(gcfg, row_dir / "synthetic", overwrite=not args.resume)
+        if gen.already_done:
+            reused.append(f"set {name}")
         ecfg = EvalConfig(guides=str(guides), layout=args.layout, spaces=("identity", "lpips", "pixels"),
                           utility_epochs=sizes["eval_epochs"],
                           utility_seeds=sizes["seeds"], reid_epochs=sizes["eval_epochs"], utility_real=n == 0,
-                          verifier_epochs=4 * sizes["eval_epochs"],
+                          verifier_epochs=4 * sizes["eval_epochs"], mia_epochs=sizes["mia_epochs"],
+                          mia_shadows=sizes["mia_shadows"],
                           seed=args.seed, device=args.device)  # fmt: skip
         metrics = evaluate(data_dir, row_dir / "synthetic", row_dir / "evaluation", ecfg, overwrite=True).metrics
         results[name] = {"metrics": metrics, "written": gen.written, "seconds": round(time.perf_counter() - t0, 1)}
@@ -201,11 +227,15 @@ def main() -> None:
     source = f"{args.data} ({args.layout})" if args.data else f"phantom {kind} (default size)"
     body = (
         f"## PLAN's comparison on {args.benchmark.upper()}: {source}, generator `{spec}`\n\n"
-        f"Wall time {wall / 60:.1f} min ({', '.join(f'{k} {v:.0f}s' for k, v in times.items())}). Utility: the same "
+        f"Wall time {wall / 60:.1f} min ({', '.join(f'{k} {v:.0f}s' for k, v in times.items())}"
+        + (f"; reused from an earlier run with --resume: {', '.join(reused)}" if reused else "")
+        + "). Utility: the same "
         f"CNN recipe trained on each source, tested on the real {ev0['counts']['holdout_split']} split "
         f"({ev0['counts']['holdout']} images of unseen patients), mean ± std over seeds {list(sizes['seeds'])}. "
         "MIA on classifier: loss attack on that classifier (members = real training images, non-members = "
-        "held-out images; 50 % / 0.5 = ideal). MIA via synthetic set, mmL, collisions and DCR: identity-embedding "
+        "held-out images; 50 % / 0.5 = ideal). Memorising classifier: the same CNN trained to convergence "
+        "without augmentation or weight decay; loss attack / offline LiRA with shadow models on real halves "
+        "(0.5 = ideal). MIA via synthetic set, mmL, collisions and DCR: identity-embedding "
         f"space (cosine). FID / KID on: {fid_name}. Training latents: {sizes['invert_steps']} inversion steps in "
         f"{args.space.upper()}. Method rows without the privacy gate or the label gate; per label "
         f"{sizes['per_label']} images (k-same: one per group). Verifier: the independent Siamese attacker "
