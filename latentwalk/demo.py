@@ -255,6 +255,7 @@ def _evaluate_demo(
     ecfg = EvalConfig(guides=str(guides_dir), spaces=("identity", "lpips", "pixels"), utility_seeds=(0, 1),
                       utility_epochs=cfg.eval_epochs, reid_epochs=cfg.eval_epochs, seed=cfg.seed,
                       verifier_epochs=4 * cfg.eval_epochs,  # an all-pairs attacker needs more passes
+                      mia_epochs=3 * cfg.eval_epochs, mia_shadows=2,  # the memorising regime, sized for the demo
                       device=cfg.device)  # fmt: skip
     with warnings.catch_warnings():  # small-sample FID warnings are recorded in the report's notes
         warnings.simplefilter("ignore")
