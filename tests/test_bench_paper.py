@@ -38,7 +38,7 @@ def test_gate_audit_quick_fills_every_gate_row(tmp_path):
                           timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     raw = json.loads((out / "audit.json").read_text())
-    assert set(raw) == {"identity", "ssim", "lpips", "verifier"}
+    assert set(raw) == {"identity", "ssim", "lpips", "verifier", "identity or ssim", "ground truth (reference)"}
     assert set(raw["identity"]) == {"0", "1"} and set(raw["ssim"]) == {"0"}  # SSIM is deterministic: one run
     planted = ("augmented copy", "G reconstruction", "blend alpha=0.1", "blend alpha=0.2", "blend alpha=0.3")
     for name in planted:

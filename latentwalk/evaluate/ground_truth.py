@@ -509,6 +509,14 @@ class Probe:
         return _report(self.model, self.calib_images, self.calib_codes, self.truth, syn_images, heldout_images,
                        self.device, self.losses)  # fmt: skip
 
+    def leaks(self, images: Tensor) -> Tensor:
+        """``[N]`` bool: the image's predicted anatomy lies within the calibrated radius of a training patient."""
+        _check_images(images, "images", self.calib_images)
+        own = _predict(self.model, self.calib_images, self.device) - self.truth[self.calib_codes]
+        radius = float(np.percentile(np.sqrt((own**2).sum(-1)), RADIUS_PERCENTILE))
+        _, dist = _nearest(_predict(self.model, images, self.device), self.truth)
+        return torch.as_tensor(dist <= radius)
+
 
 def _report(
     model: nn.Module,
