@@ -8,6 +8,8 @@ spec                            loads
                                 a stem ``runs/g``, or either file ``runs/g.safetensors`` / ``runs/g.json``
 ``stylegan:PATH.pkl``           an NVIDIA StyleGAN2-ADA network pickle, read as data (:mod:`gan_zoo.nvidia`)
 ``module:pkg.mod:factory``      ``pkg.mod.factory()``, your own Python code (see below)
+``rosinality:PATH.pt``          a rosinality stylegan2-pytorch checkpoint (``g_ema``), read as data
+                                (:mod:`gan_zoo.rosinality`)
 ``PATH``                        a bare path: ``*.pkl`` as ``stylegan:``; ``*.safetensors``, ``*.json``, a folder or
                                 a checkpoint stem as ``lite:``
 ==============================  ====================================================================================
@@ -253,3 +255,10 @@ def _load_module(arg: str, device: torch.device) -> nn.Module:
         f'"{spec}" returned a {type(G).__name__}, which is not a generator: it has neither the contract attributes '
         f"(mapping, synthesis, z_dim, ...) nor a z_dim attribute; return gan_zoo.wrap(your_module, z_dim=...) instead"
     )
+
+
+@register_loader("rosinality", usage=["rosinality:PATH.pt"])
+def _load_rosinality(arg: str, device: torch.device) -> nn.Module:
+    from gan_zoo.rosinality import load_rosinality
+
+    return load_rosinality(_path(arg), device=device)

@@ -18,7 +18,7 @@ from gan_zoo.stylegan2 import Generator
 from gan_zoo.wrapping import WrappedGenerator
 from latentwalk.errors import ConfigError, MissingWeightsError
 
-EXPECTED_SPECS = "demo:cxr, demo:fundus, lite:PATH, stylegan:PATH.pkl, module:pkg.mod:factory"
+EXPECTED_SPECS = "demo:cxr, demo:fundus, lite:PATH, stylegan:PATH.pkl, module:pkg.mod:factory, rosinality:PATH.pt"
 
 
 def _tiny_generator(c_dim: int = 0) -> Generator:

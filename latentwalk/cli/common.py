@@ -110,4 +110,7 @@ def dataset_option(fn):
     )(fn)
 
 
-GAN_SPEC_HELP = "Generator: demo:cxr, demo:fundus, lite:PATH, stylegan:PATH.pkl, module:pkg.mod:factory, or a path."
+GAN_SPEC_HELP = (
+    "Generator: demo:cxr, demo:fundus, lite:PATH, stylegan:PATH.pkl, module:pkg.mod:factory, rosinality:PATH.pt, "
+    "or a path."
+)

@@ -133,38 +133,47 @@ def gan_train(ctx, data_dir, layout, out, resume, overwrite, init_spec, device, 
 
 
 @gan.command("convert")
-@click.argument("pickle_path", metavar="PATH.pkl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("pickle_path", metavar="PATH.pkl|PATH.pt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option(
     "--key",
     type=click.Choice(["G_ema", "G"]),
     default="G_ema",
     show_default=True,
-    help="Which generator of the pickle.",
+    help="Which generator of the pickle (g_ema or g of a rosinality .pt checkpoint).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an earlier latentwalk output in --out.")
 def gan_convert(pickle_path, out, key, overwrite):
-    """Convert a StyleGAN2-ADA pickle to safetensors + JSON, without NVIDIA's code and without running the file.
+    """Convert a StyleGAN2-ADA or StyleGAN3 pickle, or a rosinality stylegan2-pytorch .pt checkpoint, to
+    safetensors + JSON, without their code and without running the file.
 
     \b
-    Example:
+    Examples:
       latentwalk gan convert network-snapshot-001000.pkl --out models/cxr
+      latentwalk gan convert checkpoint/050000.pt --out models/fundus     # rosinality stylegan2-pytorch
       latentwalk gan info lite:models/cxr
     """
 
     from gan_zoo.checkpoint import save_generator
     from gan_zoo.nvidia import load_stylegan_pickle
+    from gan_zoo.rosinality import is_rosinality_file, load_rosinality
     from latentwalk.io import sha256_file
     from latentwalk.outputs import claim_dir, staged_dir
 
     claim_dir(out, overwrite=overwrite, inputs={"pickle": pickle_path})
-    G = load_stylegan_pickle(pickle_path, key=key)
+    if is_rosinality_file(pickle_path):
+        key = {"G_ema": "g_ema", "G": "g"}[key]
+        G = load_rosinality(pickle_path, key=key)
+        source = {"source": "rosinality stylegan2-pytorch checkpoint", "rosinality": G.source_info["config"]}
+    else:
+        G = load_stylegan_pickle(pickle_path, key=key)
+        source = {"source": "stylegan2-ada pickle"}
+        if getattr(G, "family", None) == "stylegan3":  # NVlabs/stylegan3 config t or r
+            source = {"source": "stylegan3 pickle", "stylegan3": G.source_info["config"]}
     digest = sha256_file(pickle_path)
     with staged_dir(out, "gan convert", overwrite=overwrite, inputs={"pickle": pickle_path}) as stage:
         save_generator(
-            G,
-            stage / "generator",
-            {"source": "stylegan2-ada pickle", "key": key, "source_file": pickle_path.name, "source_sha256": digest},
+            G, stage / "generator", {**source, "key": key, "source_file": pickle_path.name, "source_sha256": digest}
         )
     weights = out / "generator.safetensors"
     click.echo(
@@ -179,15 +188,21 @@ def gan_convert(pickle_path, out, key, overwrite):
 def gan_info(spec, as_json):
     """Load a generator and print what it is (latent sizes, resolution, channels, parameters).
 
-    SPEC is demo:cxr, demo:fundus, lite:PATH, stylegan:PATH.pkl, module:pkg.mod:factory, or a path.
+    SPEC is demo:cxr, demo:fundus, lite:PATH, stylegan:PATH.pkl, module:pkg.mod:factory, rosinality:PATH.pt, or a
+    path. Loaders that know more about the source (e.g. rosinality:) add its family and config.
     """
     import gan_zoo
 
-    info = gan_zoo.describe(gan_zoo.load(spec))
+    G = gan_zoo.load(spec)
+    info = gan_zoo.describe(G)
+    info.update(getattr(G, "source_info", None) or {})  # {"family": ..., "config": {...}} where the loader sets it
     if as_json:
         click.echo(json.dumps(info, indent=2, sort_keys=True))
     else:
-        click.echo("\n".join(f"{k:16s} {v}" for k, v in info.items()))
+        rows = [(f"{k}.{sub}", v) for k, d in info.items() if isinstance(d, dict) for sub, v in d.items()]
+        rows = [(k, v) for k, v in info.items() if not isinstance(v, dict)] + rows
+        width = max(16, *(len(k) for k, _ in rows))
+        click.echo("\n".join(f"{k:{width}s} {v}" for k, v in rows))
 
 
 @gan.command("sample")
