@@ -1,6 +1,7 @@
 """Generator checkpoints as data: ``<name>.safetensors`` (the state_dict) + ``<name>.json`` (architecture, provenance).
 
-The JSON holds the exact constructor arguments of :class:`~gan_zoo.stylegan2.Generator`, the format version, the
+The JSON holds the exact constructor arguments of :class:`~gan_zoo.stylegan2.Generator` (or, with the format
+``latentwalk.gan_zoo.stylegan3.Generator``, of :class:`~gan_zoo.stylegan3.Generator`), the format version, the
 SHA-256 of the weights file and a free-form ``provenance`` dict (training data, seeds, source pickle, ...). Both files
 are written atomically, weights first, so a crash leaves either a complete checkpoint or no JSON. Loading never
 unpickles anything and loads the state_dict with ``strict=True``.
@@ -21,9 +22,11 @@ from torch import nn
 from gan_zoo.errors import ConfigError, DataError, MissingWeightsError
 from gan_zoo.io import atomic_write_bytes, load_checked_safetensors, read_model_bytes, read_versioned_json, write_json
 from gan_zoo.stylegan2 import Generator
+from gan_zoo.stylegan3 import Generator as StyleGAN3Generator
 
 __all__ = [
     "FORMAT",
+    "STYLEGAN3_FORMAT",
     "FORMAT_VERSION",
     "checkpoint_paths",
     "save_generator",
@@ -36,6 +39,8 @@ __all__ = [
 
 FORMAT = "latentwalk.gan_zoo.stylegan2.Generator"
 FORMAT_VERSION = 1
+STYLEGAN3_FORMAT = "latentwalk.gan_zoo.stylegan3.Generator"
+_CLASSES: dict[str, type[nn.Module]] = {FORMAT: Generator, STYLEGAN3_FORMAT: StyleGAN3Generator}
 _DEFAULT_NAME = "generator"
 
 
@@ -161,7 +166,7 @@ def save_generator(
     """Write ``G`` as ``<name>.safetensors`` + ``<name>.json`` (see :func:`checkpoint_paths` for ``path``).
 
     Args:
-        G: our :class:`~gan_zoo.stylegan2.Generator`, on any device.
+        G: our :class:`~gan_zoo.stylegan2.Generator` or :class:`~gan_zoo.stylegan3.Generator`, on any device.
         path: stem (``out/g``), either file name, or an existing folder (files named ``generator.*``).
         provenance: JSON-serialisable facts about where the weights came from; stored as given.
 
@@ -171,8 +176,11 @@ def save_generator(
     Raises:
         ConfigError: ``G`` is not our Generator, or ``provenance`` is not JSON-serialisable (nothing is written).
     """
-    if not isinstance(G, Generator):
-        raise ConfigError(f"save_generator needs a gan_zoo.stylegan2.Generator, got {type(G).__name__}")
+    fmt = next((f for f, cls in _CLASSES.items() if isinstance(G, cls)), None)
+    if fmt is None:
+        raise ConfigError(
+            f"save_generator needs a gan_zoo.stylegan2.Generator or gan_zoo.stylegan3.Generator, got {type(G).__name__}"
+        )
     weights, config = checkpoint_paths(path)
     provenance = dict(provenance or {})
     try:
@@ -185,7 +193,7 @@ def save_generator(
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in G.state_dict().items()}
     blob = save(state)  # no safetensors metadata: its key order is not stable, and the JSON says it all
     meta = {
-        "format": FORMAT,
+        "format": fmt,
         "format_version": FORMAT_VERSION,
         "architecture": G.init_kwargs,
         "num_ws": G.num_ws,
@@ -212,14 +220,28 @@ def read_generator_config(path: str | os.PathLike) -> dict[str, Any]:
             f"by save_generator"
         )
     meta = read_versioned_json(
-        config, FORMAT, FORMAT_VERSION, what="generator checkpoint", fix="restore it from the saved checkpoint"
+        config,
+        _format_of(config),
+        FORMAT_VERSION,
+        what="generator checkpoint",
+        fix="restore it from the saved checkpoint",
     )
     if not isinstance(meta.get("architecture"), dict):
         raise DataError(f"{config} has no 'architecture' object")
     return meta
 
 
-def load_generator(path: str | os.PathLike, device: str | torch.device | None = None) -> Generator:
+def _format_of(config: Path) -> str:
+    """The generator format a JSON sidecar declares when it is one we read, else :data:`FORMAT` (whose reading then
+    reports what is wrong with the file)."""
+    try:
+        fmt = json.loads(config.read_text(encoding="utf-8")).get("format")
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        return FORMAT
+    return fmt if isinstance(fmt, str) and fmt in _CLASSES else FORMAT
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device | None = None) -> Generator | StyleGAN3Generator:
     """Load a checkpoint written by :func:`save_generator`.
 
     Args:
@@ -227,7 +249,8 @@ def load_generator(path: str | os.PathLike, device: str | torch.device | None = 
         device: target device; ``None`` = CPU.
 
     Returns:
-        :class:`~gan_zoo.stylegan2.Generator` in eval mode with ``requires_grad`` off.
+        :class:`~gan_zoo.stylegan2.Generator` (or :class:`~gan_zoo.stylegan3.Generator` for that format) in eval
+        mode with ``requires_grad`` off.
 
     Raises:
         MissingWeightsError: the JSON or safetensors file is absent.
@@ -239,5 +262,5 @@ def load_generator(path: str | os.PathLike, device: str | torch.device | None = 
     meta = read_generator_config(path)
     blob = read_model_bytes(weights, "generator weights", f"its config {config.name} is present; copy both files")
     state = load_checked_safetensors(blob, weights, meta.get("weights_sha256"), config.name)
-    G = build_checked(Generator, meta["architecture"], state, str(weights))
+    G = build_checked(_CLASSES[meta["format"]], meta["architecture"], state, str(weights))
     return G.to(device or "cpu").eval().requires_grad_(False)

@@ -1,4 +1,5 @@
-"""Read NVIDIA StyleGAN2-ADA network pickles as data, into our own modules (:mod:`gan_zoo.stylegan2`).
+"""Read NVIDIA StyleGAN2-ADA and StyleGAN3 network pickles as data, into our own modules (:mod:`gan_zoo.stylegan2`,
+:mod:`gan_zoo.stylegan3`).
 
 NVIDIA's ``network-snapshot-*.pkl`` files (github.com/NVlabs/stylegan2-ada-pytorch) are ``pickle.dump`` of a dict
 such as ``{'G': ..., 'D': ..., 'G_ema': ..., 'augment_pipe': ..., 'training_set_kwargs': {...}}``. Each network is
@@ -16,6 +17,13 @@ scalars and arrays). ``_reconstruct_persistent_obj`` is answered by a function t
 reaches it, before it could be called. The network is then rebuilt as our :class:`~gan_zoo.stylegan2.Generator`
 (or :class:`~gan_zoo.discriminator.Discriminator`) from the recorded constructor arguments, and the recorded module tree
 is flattened into a state_dict and loaded with ``strict=True``.
+
+StyleGAN3 pickles (github.com/NVlabs/stylegan3, configs ``t`` and ``r``) are the same format: their records name the
+classes of ``training/networks_stylegan3.py`` (``Generator``, ``MappingNetwork``, ``SynthesisNetwork``,
+``SynthesisInput``, ``SynthesisLayer``, ``FullyConnectedLayer``) and hold numpy arrays (layer sizes) and numpy
+float64 scalars (cutoffs), which the allowlist above already reads; no global was added for them. A generator whose
+record tree contains ``SynthesisInput`` is rebuilt as :class:`gan_zoo.stylegan3.Generator` from the recorded
+arguments (NVIDIA's flat synthesis options gathered into ``synthesis_kwargs``).
 """
 
 from __future__ import annotations
@@ -39,6 +47,10 @@ from gan_zoo.errors import ConfigError, DataError, LatentwalkError, MissingWeigh
 from gan_zoo.io import reject_placeholder
 from gan_zoo.safe_load import bounded_torch_load, check_object_graph
 from gan_zoo.stylegan2 import Generator
+from gan_zoo.stylegan3 import MAPPING_KWARGS as SG3_MAPPING_KWARGS
+from gan_zoo.stylegan3 import SYNTHESIS_KWARGS as SG3_SYNTHESIS_KWARGS
+from gan_zoo.stylegan3 import Generator as StyleGAN3Generator
+from gan_zoo.stylegan3 import config_name
 
 __all__ = [
     "ALLOWED_GLOBALS",
@@ -93,16 +105,19 @@ class PickleInfo:
         entries: top-level key -> class name (``'Generator'``) or Python type name (``'dict'``).
         class_names: every persistent class name in the file, sorted.
         family: ``'stylegan2-ada'``, ``'stylegan3'`` or ``'unknown'`` (judged from ``G_ema``/``G``).
+        config: for StyleGAN3, ``'t'``, ``'r'`` or ``'custom'`` (from the recorded ``conv_kernel`` and
+            ``use_radial_filters``); ``None`` otherwise.
     """
 
     path: str
     entries: dict[str, str]
     class_names: tuple[str, ...]
     family: str
+    config: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "entries": dict(self.entries), "class_names": list(self.class_names),
-                "family": self.family}  # fmt: skip
+                "family": self.family, "config": self.config}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -319,7 +334,13 @@ def _describe(data: dict[str, Any], path: Path) -> PickleInfo:
         else:
             entries[str(key)] = type(value).__name__
     main = data.get("G_ema", data.get("G"))
-    return PickleInfo(str(path), entries, tuple(sorted(names)), _family(main))
+    family = _family(main)
+    config = None
+    if family == "stylegan3":
+        kwargs = main.state.get("_init_kwargs")
+        kwargs = kwargs if isinstance(kwargs, dict) else {}
+        config = config_name(kwargs.get("conv_kernel", 3), bool(kwargs.get("use_radial_filters", False)))
+    return PickleInfo(str(path), entries, tuple(sorted(names)), family, config)
 
 
 def inspect_pickle(path: str | os.PathLike) -> PickleInfo:
@@ -370,6 +391,39 @@ def _constructor_kwargs(record: PersistentRecord, cls: type[nn.Module], where: s
     return kwargs
 
 
+_SG3_TOP = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs")
+
+
+def _stylegan3_kwargs(record: PersistentRecord, where: str) -> dict[str, Any]:
+    """Our :class:`gan_zoo.stylegan3.Generator` arguments from NVIDIA's recorded ones.
+
+    NVIDIA's ``Generator(z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={}, **synthesis_kwargs)``
+    takes the synthesis and layer options flat (``channel_base``, ``magnitude_ema_beta``, ``conv_kernel``, ...);
+    they are gathered into ``synthesis_kwargs``. Unknown options are named, not dropped.
+    """
+    args, kwargs = record.state.get("_init_args") or (), record.state.get("_init_kwargs") or {}
+    if not isinstance(args, tuple | list) or not isinstance(kwargs, dict):
+        raise ConfigError(f"{where} records its constructor arguments as {type(args).__name__} and "
+                          f"{type(kwargs).__name__}, expected a tuple and a dict")  # fmt: skip
+    kwargs = dict(kwargs)
+    if len(args) > len(_SG3_TOP):
+        raise ConfigError(f"{where} was built with {len(args)} positional arguments; a StyleGAN3 Generator takes 6")
+    kwargs.update(zip(_SG3_TOP, args, strict=False))
+    missing = [k for k in _SG3_TOP[:5] if k not in kwargs]
+    if missing:
+        raise ConfigError(f"{where} does not record the StyleGAN3 generator arguments {missing}")
+    mapping = kwargs.get("mapping_kwargs") or {}
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where} records mapping_kwargs as a {type(mapping).__name__}, expected a dict")
+    synthesis = {k: v for k, v in kwargs.items() if k not in _SG3_TOP}
+    unknown = sorted(str(k) for k in set(synthesis) - SG3_SYNTHESIS_KWARGS)
+    unknown += sorted(f"mapping_kwargs.{k}" for k in set(mapping) - SG3_MAPPING_KWARGS)
+    if unknown:
+        raise ConfigError(f"{where} was built with StyleGAN3 arguments this reader does not know: {unknown}")
+    out = {k: kwargs[k] for k in _SG3_TOP[:5]}
+    return {**out, "mapping_kwargs": dict(mapping), "synthesis_kwargs": synthesis}
+
+
 def _flat_state_dict(record: PersistentRecord, where: str) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for prefix, rec in record.walk():
@@ -390,24 +444,26 @@ def _flat_state_dict(record: PersistentRecord, where: str) -> dict[str, torch.Te
 
 def load_stylegan_pickle(
     path: str | os.PathLike, key: str = "G_ema", device: str | torch.device | None = None
-) -> Generator | Discriminator:
-    """Load one network of a StyleGAN2-ADA pickle as our module, without NVIDIA's code and without running the file.
+) -> Generator | StyleGAN3Generator | Discriminator:
+    """Load one network of a StyleGAN2-ADA or StyleGAN3 pickle as our module, without NVIDIA's code and without
+    running the file.
 
     Args:
         path: a ``network-snapshot-*.pkl`` from stylegan2-ada-pytorch (TF pickles converted by its ``legacy.py``
-            and re-saved are the same format), or from the StyleGAN3 repository trained with ``--cfg=stylegan2``.
+            and re-saved are the same format), or from the StyleGAN3 repository trained with ``--cfg=stylegan3-t``,
+            ``stylegan3-r`` or ``stylegan2``.
         key: ``'G_ema'`` (the generator to sample from), ``'G'`` or ``'D'``.
         device: where to put the module; ``None`` = CPU.
 
     Returns:
-        :class:`~gan_zoo.stylegan2.Generator` (or ``Discriminator`` for ``'D'``) in eval mode, ``requires_grad``
-        off, float32, same outputs as NVIDIA's network.
+        :class:`~gan_zoo.stylegan2.Generator`, :class:`~gan_zoo.stylegan3.Generator` (StyleGAN3 pickles) or
+        ``Discriminator`` (``'D'``), in eval mode, ``requires_grad`` off, float32, same outputs as NVIDIA's network.
 
     Raises:
         MissingWeightsError / DataError / UnsafePickleError: see :func:`read_stylegan_pickle`; DataError also when the
             weights do not match the recorded architecture (missing/unexpected keys listed).
-        ConfigError: a StyleGAN3 pickle ("StyleGAN3 pickles are not supported yet"), a network class other than
-            Generator/Discriminator, or constructor arguments this reader does not know (named).
+        ConfigError: a network class other than Generator/Discriminator, or constructor arguments this reader does
+            not know or that are out of range (named).
     """
     path = Path(path)
     data = read_stylegan_pickle(path)
@@ -417,13 +473,14 @@ def load_stylegan_pickle(
     where = f"{path} [{key}]"
     if not isinstance(record, PersistentRecord):
         raise DataError(f"{where} is a {type(record).__name__}, not a network saved by NVIDIA's persistence")
-    if _family(record) == "stylegan3":
-        raise ConfigError(
-            f"{where} is a StyleGAN3 network: StyleGAN3 pickles are not supported yet; use a StyleGAN2-ADA pickle"
-        )
     cls = _SUPPORTED.get(record.class_name)
-    if cls is None:
+    if _family(record) == "stylegan3":
+        if record.class_name != "Generator":
+            raise ConfigError(f"{where} is a StyleGAN3 {record.class_name}; this reader builds StyleGAN3 Generators")
+        cls, kwargs = StyleGAN3Generator, _stylegan3_kwargs(record, where)
+    elif cls is None:
         raise ConfigError(f"{where} is a {record.class_name}; this reader builds {sorted(_SUPPORTED)}")
-    kwargs = _constructor_kwargs(record, cls, where)
+    else:
+        kwargs = _constructor_kwargs(record, cls, where)
     module = build_checked(cls, kwargs, _flat_state_dict(record, where), where)
     return module.to(device or "cpu").eval().requires_grad_(False)

@@ -6,7 +6,8 @@ spec                            loads
 ``demo:cxr``, ``demo:fundus``   the demo generators shipped in ``gan_zoo/weights/demo_<kind>.safetensors`` + ``.json``
 ``lite:PATH``                   our checkpoint (:mod:`gan_zoo.checkpoint`): a run folder holding ``generator.json``,
                                 a stem ``runs/g``, or either file ``runs/g.safetensors`` / ``runs/g.json``
-``stylegan:PATH.pkl``           an NVIDIA StyleGAN2-ADA network pickle, read as data (:mod:`gan_zoo.nvidia`)
+``stylegan:PATH.pkl``           an NVIDIA StyleGAN2-ADA or StyleGAN3 (config t or r) network pickle, read as data
+                                (:mod:`gan_zoo.nvidia`)
 ``module:pkg.mod:factory``      ``pkg.mod.factory()``, your own Python code (see below)
 ``rosinality:PATH.pt``          a rosinality stylegan2-pytorch checkpoint (``g_ema``), read as data
                                 (:mod:`gan_zoo.rosinality`)

@@ -113,3 +113,28 @@ def lite_with_architecture(folder: Path, **changes) -> Path:
     meta["architecture"].update(changes)
     config.write_text(json.dumps(meta))
     return folder
+
+
+def shell_payload(command: str) -> _Reduce:
+    """An object that pickles as ``os.system(command)``: run by any reader that unpickles the usual way."""
+    import os
+
+    return _Reduce(os.system, command)
+
+
+def stylegan3_record(path: Path, write_nvidia_pickle_file, monkeypatch, payload=None, **changes) -> Path:
+    """A tiny NVIDIA-format StyleGAN3 (config r) pickle whose generator records ``changes`` among its flat synthesis
+    options (``channel_base=1 << 24, channel_max=65536``: 65536 channels a layer, tens of GB if built;
+    ``filter_size=10**6``: a 2-D radial filter of 10**12 taps if designed), or whose first synthesis layer's state
+    holds ``payload`` (an object that pickles as a call, e.g. :func:`shell_payload`)."""
+    from tiny import tiny_stylegan3
+
+    def change(state: dict) -> None:
+        state["_init_kwargs"].update(changes)
+
+    def plant(state: dict) -> None:
+        if payload is not None:
+            state["in_size"] = payload
+
+    overrides = {"Generator": change, "SynthesisLayer": plant}
+    return write_nvidia_pickle_file(path, {"G_ema": tiny_stylegan3("r")}, monkeypatch, overrides=overrides)

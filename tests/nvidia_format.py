@@ -6,6 +6,11 @@ stylegan2-ada-pytorch snapshot with ``pickletools``): a top-level dict; every ne
 state}``; ``state`` is the module's ``__dict__`` with ``_parameters``/``_buffers``/``_modules``, numpy float64 gains,
 and ``_init_args``/``_init_kwargs`` (``dnnlib.util.EasyDict``) on the networks; tensors via
 ``torch._utils._rebuild_tensor_v2`` over ``torch.storage._load_from_bytes``.
+
+Our StyleGAN3 modules (:mod:`gan_zoo.stylegan3`) are written as NVIDIA's ``training/networks_stylegan3.py`` records
+(checked against a pickle written by NVlabs/stylegan3 c233a91's training-loop code with ``pickletools``): the
+generator's synthesis options flat in ``_init_kwargs``, layer sizes as numpy int64 arrays, sampling rates, cutoffs and
+half-widths as numpy float64 scalars.
 """
 
 from __future__ import annotations
@@ -48,6 +53,25 @@ class _FakeNvidiaNames:
         return self.EasyDict({k: self.easy(v) if isinstance(v, dict) else v for k, v in d.items()})
 
 
+def _as_stylegan3_record(obj: nn.Module, state: dict) -> None:
+    """Give the state of one of our StyleGAN3 modules the types NVIDIA's records hold (in place)."""
+    name = type(obj).__name__
+    if name == "Generator" and "_init_kwargs" in state:  # NVIDIA: Generator(..., mapping_kwargs={}, **synthesis)
+        kwargs = dict(state["_init_kwargs"])
+        kwargs.update(kwargs.pop("synthesis_kwargs", {}))
+        state["_init_kwargs"] = type(state["_init_kwargs"])(kwargs)
+        for own in ("family", "config"):  # our additions; NVIDIA's generator has no such attributes
+            state.pop(own, None)
+    for key in ("size", "in_size", "out_size"):
+        if isinstance(state.get(key), tuple):
+            state[key] = np.asarray(state[key], dtype=np.int64)
+    floats = ("sampling_rate", "bandwidth", "in_cutoff", "out_cutoff", "in_half_width", "out_half_width")
+    for key in floats:
+        if isinstance(state.get(key), float):
+            state[key] = np.float64(state[key])
+    state.pop("options", None)  # our SynthesisNetwork's resolved options
+
+
 class NvidiaStylePickler(pickle.Pickler):
     """Pickle nn.Modules as NVIDIA's persistence records; ``overrides`` edits the state of classes by name."""
 
@@ -67,6 +91,8 @@ class NvidiaStylePickler(pickle.Pickler):
         if hasattr(obj, "init_kwargs"):
             state["_init_args"] = ()
             state["_init_kwargs"] = self.names.easy(obj.init_kwargs)
+        if type(obj).__module__ == "gan_zoo.stylegan3":
+            _as_stylegan3_record(obj, state)
         override = self.overrides.get(type(obj).__name__)
         if override is not None:
             override(state)

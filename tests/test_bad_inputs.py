@@ -137,6 +137,15 @@ def _hostile(kind: str, tmp_path: Path, monkeypatch) -> Path:
         "wide-in-range": lambda: h.wide_generator_record(
             tmp_path / "v.pkl", write_nvidia_pickle_file, monkeypatch, w_dim=4000
         ),
+        "stylegan3-wide": lambda: h.stylegan3_record(
+            tmp_path / "w3.pkl", write_nvidia_pickle_file, monkeypatch, channel_base=1 << 24, channel_max=65536
+        ),
+        "stylegan3-filter": lambda: h.stylegan3_record(
+            tmp_path / "f3.pkl", write_nvidia_pickle_file, monkeypatch, filter_size=10**6
+        ),
+        "stylegan3-payload": lambda: h.stylegan3_record(
+            tmp_path / "p3.pkl", write_nvidia_pickle_file, monkeypatch, payload=h.shell_payload("exit 3")
+        ),
         "empty": lambda: _write(tmp_path / "e.pkl", b""),
         "text": lambda: _write(tmp_path / "t.pkl", b"not a pickle"),
         "truncated": lambda: _write(tmp_path / "c.pkl", h.storage_bomb(tmp_path / "s2.pkl").read_bytes()[:90]),
@@ -151,6 +160,9 @@ HOSTILE = {
     "recursion": "contains itself",
     "wide": "outside the accepted range",
     "wide-in-range": "does not match",
+    "stylegan3-wide": "does not match",
+    "stylegan3-filter": "filter_size must be an integer in 1..32",
+    "stylegan3-payload": "system, which a StyleGAN network pickle never needs",
     "empty": "empty",
     "text": "not a binary pickle",
     "truncated": "",
@@ -161,6 +173,15 @@ HOSTILE = {
 def test_gan_info_refuses_hostile_and_broken_pickles(kind, tmp_path, monkeypatch):
     path = _hostile(kind, tmp_path, monkeypatch)
     refused(["gan", "info", f"stylegan:{path}"], inputs=[path], match=HOSTILE[kind])
+
+
+def test_a_stylegan3_record_with_a_payload_runs_nothing(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    path = h.stylegan3_record(tmp_path / "p3.pkl", write_nvidia_pickle_file, monkeypatch,
+                              payload=h.shell_payload(f"touch {marker}"))  # fmt: skip
+    for args in (["gan", "info", f"stylegan:{path}"], ["gan", "convert", path, "--out", tmp_path / "conv"]):
+        refused(args, inputs=[path], out=tmp_path / "conv", match="refused, no code from the file was run")
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("change", [{"w_dim": 12000}, {"w_dim": 4000}, {"z_dim": -1}, {"img_channels": "three"}])

@@ -84,10 +84,10 @@ def test_discriminator_entry_loads_with_identical_logits(write_nvidia_pickle):
         assert torch.equal(loaded(img, None), D(img, None))
 
 
-def test_fixture_stream_has_nvidia_structure(write_nvidia_pickle):
+def _stream_globals(path: Path) -> set[str]:
+    """Every global a protocol-4 pickle names, read with pickletools (nothing is unpickled)."""
     import pickletools
 
-    path = write_nvidia_pickle(_snapshot(_tiny_generator()))
     names, pushed, memo = set(), [], []
     for op, arg, _ in pickletools.genops(path.read_bytes()):
         if op.name in ("SHORT_BINUNICODE", "BINUNICODE"):
@@ -101,6 +101,12 @@ def test_fixture_stream_has_nvidia_structure(write_nvidia_pickle):
             pushed.append(None)
         else:
             pushed.append(None)
+    return names
+
+
+def test_fixture_stream_has_nvidia_structure(write_nvidia_pickle):
+    path = write_nvidia_pickle(_snapshot(_tiny_generator()))
+    names = _stream_globals(path)
     scalar = np.float64(1.0).__reduce__()[0]  # numpy._core.multiarray.scalar (numpy.core... before numpy 2)
     # exactly the globals of a real stylegan2-ada-pytorch snapshot pickled with torch 2.x
     assert names == {
@@ -204,17 +210,55 @@ def test_tensor_storage_blobs_are_read_without_running_code(tmp_path):
     assert not marker.exists()
 
 
-def test_stylegan3_pickle_is_refused_with_a_clear_message(write_nvidia_pickle):
+def _stylegan3_stub() -> nn.Module:
+    """Modules named as NVIDIA's StyleGAN3 classes, with no constructor arguments recorded (not gan_zoo.stylegan3)."""
     SynthesisInput = type("SynthesisInput", (nn.Module,), {})
     SynthesisNetwork = type("SynthesisNetwork", (nn.Module,), {})
     Gen = type("Generator", (nn.Module,), {})
     G, G.synthesis = Gen(), SynthesisNetwork()
     G.synthesis.input = SynthesisInput()
     G.synthesis.input.freqs = nn.Parameter(torch.zeros(4, 2))
-    path = write_nvidia_pickle({"G_ema": G})
-    with pytest.raises(ConfigError, match="StyleGAN3 pickles are not supported yet"):
+    return G
+
+
+def test_stylegan3_record_without_its_arguments_is_refused_by_name(write_nvidia_pickle):
+    path = write_nvidia_pickle({"G_ema": _stylegan3_stub()})
+    with pytest.raises(ConfigError, match=r"does not record the StyleGAN3 generator arguments \['z_dim'"):
         load_stylegan_pickle(path)
     assert inspect_pickle(path).family == "stylegan3"
+
+
+def test_malicious_global_inside_a_stylegan3_record_is_refused(write_nvidia_pickle, tmp_path):
+    marker = tmp_path / "pwned"
+    overrides = {"SynthesisInput": lambda state: state.__setitem__("bandwidth", _Payload(marker))}
+    path = write_nvidia_pickle({"G_ema": _stylegan3_stub()}, overrides=overrides)
+    for read in (load_stylegan_pickle, inspect_pickle, read_stylegan_pickle):
+        with pytest.raises(UnsafePickleError, match=r"posix\.system|os\.system"):
+            read(path)
+    assert not marker.exists()
+
+
+def test_stylegan3_pickles_need_no_new_global(write_nvidia_pickle):
+    """NVIDIA's StyleGAN3 records add numpy int64 arrays (layer sizes) and float64 scalars (cutoffs) to what
+    StyleGAN2-ADA pickles hold; a pickle written by NVlabs/stylegan3's training loop (torch 2.x, numpy 2) names exactly
+    the globals below, all of them already on the allowlist."""
+    from tiny import tiny_stylegan3
+
+    from gan_zoo.nvidia import ALLOWED_GLOBALS
+
+    path = write_nvidia_pickle({"G_ema": tiny_stylegan3("r")})
+    array = np.zeros(2).__reduce__()[0]  # numpy._core.multiarray._reconstruct (numpy.core... before numpy 2)
+    scalar = np.float64(1.0).__reduce__()[0]
+    numpy_names = {f"{f.__module__}.{f.__name__}" for f in (array, scalar)} | {"numpy.dtype", "numpy.ndarray"}
+    assert _stream_globals(path) == numpy_names | {
+        "torch_utils.persistence._reconstruct_persistent_obj",
+        "torch._utils._rebuild_parameter",
+        "torch._utils._rebuild_tensor_v2",
+        "torch.storage._load_from_bytes",
+        "collections.OrderedDict",
+        "dnnlib.util.EasyDict",
+    }
+    assert _stream_globals(path) <= set(ALLOWED_GLOBALS)
 
 
 def test_empty_file_is_reported_as_empty(tmp_path):
