@@ -28,6 +28,7 @@ __all__ = [
     "conv2d_resample",
     "modulated_conv2d",
     "normalize_2nd_moment",
+    "mapping_input",
     "block_dtype",
     "check_keys",
     "check_choice",
@@ -299,6 +300,24 @@ def modulated_conv2d(
 def normalize_2nd_moment(x: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     """Scale ``x`` to unit root-mean-square along ``dim``."""
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+def mapping_input(z: Tensor | None, c: Tensor | None, z_dim: int, c_dim: int, embed: Any) -> Tensor:
+    """A mapping network's input as NVIDIA's (StyleGAN2-ADA and StyleGAN3 alike): ``z`` normalised to unit second
+    moment, joined by the normalised label embedding ``embed(c)`` when the network is conditional; ``[N, D]``."""
+    x = None
+    if z_dim > 0:
+        if z is None:
+            raise ConfigError(f"z is required: pass latents of shape [N, {z_dim}]")
+        check_shape("z", z, [None, z_dim])
+        x = normalize_2nd_moment(z.to(torch.float32))
+    if c_dim > 0:
+        if c is None:
+            raise ConfigError(f"this network is conditional: pass labels c of shape [N, {c_dim}]")
+        check_shape("c", c, [None, c_dim])
+        y = normalize_2nd_moment(embed(c.to(torch.float32)))
+        x = torch.cat([x, y], dim=1) if x is not None else y
+    return x
 
 
 def block_dtype(use_fp16: bool, force_fp32: bool, device: torch.device) -> torch.dtype:

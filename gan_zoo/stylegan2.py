@@ -43,8 +43,8 @@ from gan_zoo.ops import (
     check_shape,
     conv2d_resample,
     downsample2d,
+    mapping_input,
     modulated_conv2d,
-    normalize_2nd_moment,
     setup_filter,
     upfirdn2d,
     upsample2d,
@@ -242,18 +242,7 @@ class MappingNetwork(nn.Module):
         Returns:
             ``[N, num_ws, w_dim]`` float32 (``[N, w_dim]`` when ``num_ws`` is ``None``).
         """
-        x = None
-        if self.z_dim > 0:
-            if z is None:
-                raise ConfigError(f"z is required: pass latents of shape [N, {self.z_dim}]")
-            check_shape("z", z, [None, self.z_dim])
-            x = normalize_2nd_moment(z.to(torch.float32))
-        if self.c_dim > 0:
-            if c is None:
-                raise ConfigError(f"this network is conditional: pass labels c of shape [N, {self.c_dim}]")
-            check_shape("c", c, [None, self.c_dim])
-            y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
-            x = torch.cat([x, y], dim=1) if x is not None else y
+        x = mapping_input(z, c, self.z_dim, self.c_dim, getattr(self, "embed", None))
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
 

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from gan_zoo import stylegan2
 from gan_zoo.alias_free import design_lowpass_filter, filtered_lrelu, modulated_conv2d
 from gan_zoo.errors import ConfigError
-from gan_zoo.ops import block_dtype, check_choice, check_keys, check_shape, normalize_2nd_moment
+from gan_zoo.ops import block_dtype, check_choice, check_keys, check_shape, mapping_input
 
 __all__ = [
     "MAPPING_KWARGS",
@@ -170,18 +170,7 @@ class MappingNetwork(nn.Module):
         Truncation: ``w_avg + psi * (w - w_avg)`` on the first ``truncation_cutoff`` layers (``None`` = all).
         ``update_emas=True`` moves ``w_avg`` towards this batch's mean ``w`` (training only).
         """
-        x = None
-        if self.z_dim > 0:
-            if z is None:
-                raise ConfigError(f"z is required: pass latents of shape [N, {self.z_dim}]")
-            check_shape("z", z, [None, self.z_dim])
-            x = normalize_2nd_moment(z.to(torch.float32))
-        if self.c_dim > 0:
-            if c is None:
-                raise ConfigError(f"this network is conditional: pass labels c of shape [N, {self.c_dim}]")
-            check_shape("c", c, [None, self.c_dim])
-            y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
-            x = torch.cat([x, y], dim=1) if x is not None else y
+        x = mapping_input(z, c, self.z_dim, self.c_dim, getattr(self, "embed", None))
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
         if update_emas:
