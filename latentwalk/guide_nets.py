@@ -12,10 +12,26 @@ from torch import Tensor, nn
 
 from latentwalk.errors import ConfigError
 
-__all__ = ["ARCHITECTURES", "GuideCNN", "GuideResNet18", "build_guide", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["ARCHITECTURES", "GuideCNN", "GuideResNet18", "build_guide", "conv_trunk", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def conv_trunk(in_channels: int, resolution: int, width: int) -> tuple[nn.Sequential, int]:
+    """:class:`GuideCNN`'s feature stack: conv3x3-BN-ReLU blocks with 2x2 max pooling between them (``max(4,
+    log2(resolution) - 1)`` blocks; ``width``, ``2 width``, then ``4 width`` channels), global average pooling,
+    flattened. Returns the module and its output width."""
+    n_blocks = max(4, int(math.log2(resolution)) - 1)
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for i in range(n_blocks):
+        cout = width * 2 ** min(i, 2)
+        if i > 0:
+            layers.append(nn.MaxPool2d(2))
+        layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        cin = cout
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), cin
 
 
 class GuideCNN(nn.Module):
@@ -44,16 +60,7 @@ class GuideCNN(nn.Module):
             "embed_dim": embed_dim,
         }
         self.in_channels = in_channels
-        n_blocks = max(4, int(math.log2(resolution)) - 1)
-        layers: list[nn.Module] = []
-        cin = in_channels
-        for i in range(n_blocks):
-            cout = width * 2 ** min(i, 2)
-            if i > 0:
-                layers.append(nn.MaxPool2d(2))
-            layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-            cin = cout
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.features, cin = conv_trunk(in_channels, resolution, width)
         self.embedding = nn.Sequential(nn.Linear(cin, embed_dim), nn.ReLU(inplace=True))
         self.head = nn.Linear(embed_dim, n_classes)
 

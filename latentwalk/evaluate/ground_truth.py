@@ -259,16 +259,10 @@ class _Regressor(nn.Module):
 
     def __init__(self, channels: int, outputs: int, resolution: int, width: int = 32) -> None:
         super().__init__()
-        n_blocks = max(4, int(math.log2(resolution)) - 1)
-        layers: list[nn.Module] = []
-        cin = channels + 2
-        for i in range(n_blocks):
-            cout = width * 2 ** min(i, 2)
-            if i > 0:
-                layers.append(nn.MaxPool2d(2))
-            layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-            cin = cout
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        from latentwalk.guide_nets import conv_trunk
+
+        n_blocks = max(4, int(math.log2(resolution)) - 1)  # as conv_trunk builds it, for the description
+        self.features, cin = conv_trunk(channels + 2, resolution, width)  # + 2 coordinate channels
         self.head = nn.Linear(cin, outputs)
         self.description = f"CoordConv CNN regressor ({n_blocks} conv blocks, width {width}, global pooling, linear)"
 
