@@ -39,6 +39,7 @@ Results are plain dicts of Python numbers (floats rounded to 6 significant digit
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -261,9 +262,9 @@ class _Regressor(nn.Module):
         super().__init__()
         from latentwalk.guide_nets import conv_trunk
 
-        n_blocks = max(4, int(math.log2(resolution)) - 1)  # as conv_trunk builds it, for the description
         self.features, cin = conv_trunk(channels + 2, resolution, width)  # + 2 coordinate channels
         self.head = nn.Linear(cin, outputs)
+        n_blocks = sum(isinstance(m, nn.Conv2d) for m in self.features)
         self.description = f"CoordConv CNN regressor ({n_blocks} conv blocks, width {width}, global pooling, linear)"
 
     def forward(self, x: Tensor) -> Tensor:
@@ -500,32 +501,27 @@ class Probe:
         _check_images(syn_images, "syn_images", self.calib_images)
         if heldout_images is not None:
             _check_images(heldout_images, "heldout_images", self.calib_images)
-        return _report(self.model, self.calib_images, self.calib_codes, self.truth, syn_images, heldout_images,
-                       self.device, self.losses)  # fmt: skip
+        return _report(self, syn_images, heldout_images)
 
     def leaks(self, images: Tensor) -> Tensor:
         """``[N]`` bool: the image's predicted anatomy lies within the calibrated radius of a training patient."""
         _check_images(images, "images", self.calib_images)
-        own = _predict(self.model, self.calib_images, self.device) - self.truth[self.calib_codes]
-        radius = float(np.percentile(np.sqrt((own**2).sum(-1)), RADIUS_PERCENTILE))
         _, dist = _nearest(_predict(self.model, images, self.device), self.truth)
-        return torch.as_tensor(dist <= radius)
+        return torch.as_tensor(dist <= self.calibration[2])
+
+    @functools.cached_property
+    def calibration(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """Predictions ``[K, D]`` of the calibration images, their distances ``[K]`` to their own patient's true
+        parameters, and the radius (the :data:`RADIUS_PERCENTILE` of those distances); computed once."""
+        pred = _predict(self.model, self.calib_images, self.device)
+        own = np.sqrt(((pred - self.truth[self.calib_codes]) ** 2).sum(-1))
+        return pred, own, float(np.percentile(own, RADIUS_PERCENTILE))
 
 
-def _report(
-    model: nn.Module,
-    calib_images: Tensor,
-    calib_codes: np.ndarray,
-    truth: np.ndarray,
-    syn_images: Tensor,
-    heldout_images: Tensor | None,
-    device: torch.device,
-    losses: list[float],
-) -> dict[str, Any]:
+def _report(probe: Probe, syn_images: Tensor, heldout_images: Tensor | None) -> dict[str, Any]:
     """The calibration radius and the leak shares of the synthetic and held-out images."""
-    pred = _predict(model, calib_images, device)  # [K, D]
-    own = np.sqrt(((pred - truth[calib_codes]) ** 2).sum(-1))  # [K]
-    radius = float(np.percentile(own, RADIUS_PERCENTILE))
+    model, calib_codes, truth, device = probe.model, probe.calib_codes, probe.truth, probe.device
+    pred, own, radius = probe.calibration  # [K, D], [K], radius
     nearest_idx, _ = _nearest(pred, truth)
     mse, baseline = ((pred - truth[calib_codes]) ** 2).mean(), (truth[calib_codes] ** 2).mean()
     out: dict[str, Any] = {
@@ -546,5 +542,5 @@ def _report(
         held = _share_within(_predict(model, heldout_images, device), truth, radius)
         out["heldout"] = {"images": held.pop("images"), "heldout_fraction": held.pop("fraction"), **held}
     out["model"] = model.description
-    out["final_loss"] = _sig(losses[-1]) if losses else None
+    out["final_loss"] = _sig(probe.losses[-1]) if probe.losses else None
     return out

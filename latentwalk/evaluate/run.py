@@ -400,20 +400,14 @@ def _privacy_space(
 
 def _reidentify(data: _Data, cfg: EvalConfig, device: torch.device, progress: bool, privacy: Any) -> dict:
     """Train a fresh identity model (seed ``reid_seed``, wider CNN) on all but one image of each training patient."""
+    from latentwalk.evaluate.verifier import calibration_split
     from latentwalk.guides import GuideConfig, build_guide, fit_model
 
     order = sorted(set(data.train_patients))
     pid = torch.tensor([order.index(p) for p in data.train_patients])
-    held, seen = [], set()
-    for row in range(len(pid) - 1, -1, -1):  # the last image of each patient with at least two images
-        p = int(pid[row])
-        if p not in seen and int((pid == p).sum()) >= 2:
-            held.append(row)
-            seen.add(p)
-    if not held:
+    held_t, train_rows = calibration_split(pid)  # the last image of each patient with at least two images
+    if not len(held_t):
         return {"skipped": "every training patient has a single image: no held-out image to calibrate against"}
-    held_t = torch.tensor(sorted(held))
-    train_rows = torch.tensor([r for r in range(len(pid)) if r not in set(held)])
     gcfg = GuideConfig(epochs=cfg.reid_epochs, seed=cfg.reid_seed, width=48)
     res, ch = data.train.shape[-1], data.train.shape[1]
     with torch.random.fork_rng(devices=[]):  # initial weights from its own seed: the same figures on every run

@@ -254,8 +254,8 @@ def equal_error(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
     return float((fmr[i] + fnmr[i]) / 2), float(thresholds[i])
 
 
-def _calibration_split(patients: Tensor) -> tuple[Tensor, Tensor]:
-    """Rows held out (the last image of every patient with >= 2 images) and the gallery rows."""
+def calibration_split(patients: Tensor) -> tuple[Tensor, Tensor]:
+    """Rows held out (the last image of every patient with >= 2 images, sorted) and the other rows, in order."""
     held = []
     for p in patients.unique():
         rows = torch.nonzero(patients == p).flatten()
@@ -300,7 +300,7 @@ def fit_verifier(
     cfg = VerifierConfig() if cfg is None else cfg
     names = sorted(set(train_patients), key=str)
     pid = torch.tensor([names.index(p) for p in train_patients], dtype=torch.long)
-    held, gallery = _calibration_split(pid)
+    held, gallery = calibration_split(pid)
     if len(held) < 2:
         raise DataError("the verifier needs two or more training patients with two or more images to calibrate")
     dev = torch.device(device)
