@@ -7,7 +7,16 @@ import pytest
 import torch
 
 from latentwalk.errors import ConfigError, DataError
-from latentwalk.evaluate.verifier import SiameseVerifier, VerifierConfig, equal_error, train_verifier, verify
+from latentwalk.evaluate.verifier import (
+    AUGMENT_COLOUR,
+    AUGMENT_GRAY,
+    SiameseVerifier,
+    VerifierConfig,
+    augment_strength,
+    equal_error,
+    train_verifier,
+    verify,
+)
 
 
 def test_equal_error_rate_and_threshold():
@@ -24,6 +33,15 @@ def test_siamese_scores_are_symmetric_and_identical_images_score_the_bias():
     with torch.no_grad():
         torch.testing.assert_close(net(a, b), net(b, a))
         torch.testing.assert_close(net(a, a), net.head.bias.expand(3))
+
+
+def test_augmentation_defaults_by_channels_and_an_explicit_strength_wins():
+    assert augment_strength(VerifierConfig(), 1) == AUGMENT_GRAY
+    assert augment_strength(VerifierConfig(), 3) == AUGMENT_COLOUR != AUGMENT_GRAY
+    assert augment_strength(VerifierConfig(augment=0.2), 3) == augment_strength(VerifierConfig(augment=0.2), 1) == 0.2
+    assert VerifierConfig.from_dict({"augment": None}).augment is None
+    with pytest.raises(ConfigError, match="augment"):
+        VerifierConfig(augment=-0.1)
 
 
 def test_errors():
