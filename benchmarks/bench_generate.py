@@ -2,11 +2,12 @@
 
     python benchmarks/bench_generate.py                 # demo:cxr, phantom cxr data, 64 images per label
     python benchmarks/bench_generate.py --kind fundus
+    python benchmarks/bench_generate.py --device cuda   # section generate-cxr-cuda (the CPU's is generate-cxr)
 
 Both runs go through the whole pipeline (generator, guides and real images loaded, the gate fitted on the training
 images, work items, PNG files, manifest, run.json): the figure is what a user waits for per image. The guides are
-trained briefly (their quality does not change the cost). Writes its section of benchmarks/RESULTS.md unless
---no-record.
+trained briefly on the same device (their quality does not change the cost). Writes its section of
+benchmarks/RESULTS.md (``generate-<kind>``, with ``-cuda`` appended on a GPU) unless --no-record.
 """
 
 from __future__ import annotations
@@ -34,18 +35,19 @@ def main() -> None:
 
     import warnings
 
-    import torch
-
     from latentwalk.data.phantoms import PhantomConfig, write_phantom_dataset
+    from latentwalk.devices import resolve_device
     from latentwalk.guides import GuideConfig, train_guides
     from latentwalk.pipeline import GenerateConfig, generate
 
     warnings.simplefilter("ignore")
+    device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         index = write_phantom_dataset(PhantomConfig(kind=args.kind), root / "data")
         channels = 1 if args.kind == "cxr" else 3
-        train_guides(index, root / "guides", GuideConfig(epochs=5), resolution=64, channels=channels)
+        train_guides(index, root / "guides", GuideConfig(epochs=5), resolution=64, channels=channels,
+                     device=device)  # fmt: skip
         rows = ["| method | images | seconds | images/s | gate rejections |", "|---|---|---|---|---|"]
         rates = {}
         load_before = os.getloadavg()[0]
@@ -62,9 +64,9 @@ def main() -> None:
             rows.append(f"| {method} | {n} | {seconds:.1f} | {rates[method]:.2f} | {sum(result.rejected.values())} |")
             print(rows[-1], flush=True)
         load_after = os.getloadavg()[0]
-    device = "CUDA" if torch.cuda.is_available() and args.device in ("auto", "cuda") else "CPU"
+    where = device.type.upper()
     body = (
-        f"## Generation speed: `latentwalk generate` images/s ({device}, demo:{args.kind})\n\n"
+        f"## Generation speed: `latentwalk generate` images/s ({where}, demo:{args.kind})\n\n"
         f"{args.per_label} images per label, paths of 10 points (8 written), 8 paths per work item, PLAN "
         f"{args.optim_steps} Adam steps, endpoints drawn without the class filter, identity gate, everything from "
         "loading the inputs to the last file. "
@@ -73,11 +75,11 @@ def main() -> None:
     )
     print(body)
     summary(
-        f"generation ({device}): straight lines {rates['linear']:.2f} images/s, PLAN {rates['plan']:.2f} images/s "
+        f"generation ({where}): straight lines {rates['linear']:.2f} images/s, PLAN {rates['plan']:.2f} images/s "
         f"({rates['linear'] / rates['plan']:.1f}x the time per image)"
     )
     if not args.no_record:
-        write_section(f"generate-{args.kind}", body)
+        write_section(f"generate-{args.kind}" + ("" if device.type == "cpu" else f"-{device.type}"), body)
 
 
 if __name__ == "__main__":

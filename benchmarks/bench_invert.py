@@ -10,8 +10,13 @@ form the library uses (the batched run is compared with the latter for the laten
 
     python benchmarks/bench_invert.py            # ms-gradient (the offline fallback)
     python benchmarks/bench_invert.py --lpips    # also LPIPS VGG16 (random backbone, same cost as the real one)
+    python benchmarks/bench_invert.py --device cuda --resolution 256                   # GPU: section invert-cuda
+    python benchmarks/bench_invert.py --device cuda --resolution 256 --arch paper256
 
-Writes its section of benchmarks/RESULTS.md unless --no-record.
+On CUDA (goal: >= 8x at batch 32) every side runs in float32 (cuDNN's default TF32 convolutions included); ``--arch
+paper256`` uses the widths of stylegan2-ada-pytorch's ``paper256`` configuration instead of the demo generator's.
+Writes its section of benchmarks/RESULTS.md (``invert-threads<N>`` on the CPU, ``invert-cuda`` or
+``invert-cuda-paper256`` on CUDA) unless --no-record.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ from gan_zoo import invert as inv  # noqa: E402
 from gan_zoo.train import TrainConfig, build_networks  # noqa: E402
 from latentwalk.data.phantoms import PhantomConfig, generate_phantoms  # noqa: E402
 
+ARCHS = {  # TrainConfig fields per generator width; the resolution comes from --resolution
+    "demo": {},  # TrainConfig's defaults: the demo generators' widths
+    "paper256": dict(channel_base=16384, channel_max=512, z_dim=512, w_dim=512, mapping_layers=8),
+}
+
 
 def phantom_targets(n: int, resolution: int) -> torch.Tensor:
     """``n`` phantom chest X-rays as float32 ``[n, 1, R, R]`` in [-1, 1]."""
@@ -41,9 +51,13 @@ def phantom_targets(n: int, resolution: int) -> torch.Tensor:
     return torch.stack(pixels)[:, None].float().div(127.5).sub(1.0)
 
 
-def timed(fn) -> tuple[float, list]:
+def timed(fn, cuda: bool = False) -> tuple[float, list]:
+    if cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     out = fn()
+    if cuda:
+        torch.cuda.synchronize()
     return time.perf_counter() - start, out
 
 
@@ -52,6 +66,7 @@ def time_sides(session, cfg, targets: torch.Tensor, batch: int) -> dict[str, flo
     unfused modconv, and batches of ``batch``; plus the max |difference| between the latents of the unfused loop
     and the batched run (the same computation, so it must be rounding only)."""
     n = targets.shape[0]
+    cuda = targets.device.type == "cuda"
     keys = list(range(n))
     for fused in (True, False):  # warm-up (allocator, kernels)
         inv._invert_batch(session, replace(cfg, steps=2), targets[:2], keys[:2], fused_modconv=fused)
@@ -62,12 +77,13 @@ def time_sides(session, cfg, targets: torch.Tensor, batch: int) -> dict[str, flo
             for i in range(n)
         ]
 
-    loop_fused_s, _ = timed(lambda: loop(True))
-    loop_s, loop_ws = timed(lambda: loop(False))
+    loop_fused_s, _ = timed(lambda: loop(True), cuda)
+    loop_s, loop_ws = timed(lambda: loop(False), cuda)
     batched_s, batched_ws = timed(
         lambda: [
             inv._invert_batch(session, cfg, targets[i : i + batch], keys[i : i + batch])[0] for i in range(0, n, batch)
-        ]
+        ],
+        cuda,
     )
     diff = (torch.cat(loop_ws) - torch.cat(batched_ws)).abs().max().item()
     return {"loop_fused": loop_fused_s, "loop": loop_s, "batched": batched_s, "diff": diff}
@@ -81,12 +97,17 @@ def main() -> None:
     parser.add_argument("--lpips", action="store_true", help="also time LPIPS VGG16 as the perceptual term")
     parser.add_argument("--lpips-images", type=int, default=None, help="images for the LPIPS rows (default --images)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu, the recorded figures)")
+    parser.add_argument("--resolution", type=int, default=TrainConfig.resolution, help="generator resolution (px)")
+    parser.add_argument("--arch", choices=sorted(ARCHS), default="demo", help="generator widths (see above)")
     parser.add_argument("--no-record", action="store_true", help="print only; do not touch RESULTS.md")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    G, _ = build_networks(TrainConfig(), img_channels=1, c_dim=0)
-    G = G.eval().requires_grad_(False)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    G, _ = build_networks(TrainConfig(resolution=args.resolution, **ARCHS[args.arch]), img_channels=1, c_dim=0)
+    G = G.eval().requires_grad_(False).to(device)
     load_before = os.getloadavg()[0]
     rows = [
         "| perceptual term | images x steps | one at a time, fused modconv (NVIDIA) | one at a time, unfused | "
@@ -99,12 +120,12 @@ def main() -> None:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval()
+            net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).eval().to(device)
         terms.append(("lpips-vgg", net, args.lpips_images or args.images))
     for name, net, n in terms:
         cfg = inv.InvertConfig(steps=args.steps, batch=args.batch, perceptual="auto" if net else name)
         session = inv._session(G, cfg, net)
-        targets = phantom_targets(n, G.img_resolution)
+        targets = phantom_targets(n, G.img_resolution).to(device)
         t = time_sides(session, cfg, targets, args.batch)
         rows.append(
             f"| {session.perceptual_used} | {n} x {args.steps} | {n / t['loop_fused']:.2f} img/s | "
@@ -112,21 +133,27 @@ def main() -> None:
             f"{t['loop'] / t['batched']:.1f}x | {t['diff']:.1e} |"
         )
         print(rows[-1], flush=True)
+        where = f"{device.type.upper()}, {args.arch}, {G.img_resolution} px" if cuda else f"{args.threads} thread(s)"
         summary(
-            f"inversion ({session.perceptual_used}, {args.threads} thread(s)): batch of {args.batch} "
+            f"inversion ({session.perceptual_used}, {where}): batch of {args.batch} "
             f"{t['loop_fused'] / t['batched']:.1f}x faster than one image at a time (NVIDIA-style loop)"
         )
     load_after = os.getloadavg()[0]
     arch = f"{G.img_resolution} px, 1 channel, w_dim {G.w_dim}, num_ws {G.num_ws}"
+    where = f"CPU, {args.threads} thread(s)"
+    if cuda:
+        where = f"{torch.cuda.get_device_name(device)}, float32, TF32 convolutions"
+    widths = "Default demo generator" if args.arch == "demo" else "StyleGAN2-ADA paper256 widths"
     body = (
-        f"## Inversion: batched vs one image at a time (CPU, {args.threads} thread(s))\n\n"
-        f"Default demo generator ({arch}, {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M parameters), "
+        f"## Inversion: batched vs one image at a time ({where})\n\n"
+        f"{widths} ({arch}, {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M parameters), "
         f"W space, pixel MSE + perceptual + prior. Goal: >= 8x at batch 32. Load average {load_before:.1f} "
         f"before, {load_after:.1f} after (other jobs on the machine slow both sides).\n\n" + "\n".join(rows)
     )
     print(f"load average {load_before:.1f} -> {load_after:.1f}")
     if not args.no_record:
-        write_section(f"invert-threads{args.threads}", body, cmd=None)
+        section = f"invert-threads{args.threads}" if not cuda else f"invert-{device.type}"
+        write_section(section + ("" if args.arch == "demo" or not cuda else f"-{args.arch}"), body, cmd=None)
 
 
 if __name__ == "__main__":
