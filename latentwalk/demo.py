@@ -29,10 +29,11 @@ __all__ = ["DemoConfig", "run_demo"]
 # fundus has five grades: 150 patients leave about 21 training patients per grade, i.e. 3-4 k-same groups (k = 5) and
 # 3-6 distinct centroid pairs of 8 images each (100 patients gave 2 groups, one pair, 8 images for some grades)
 DEFAULT_PATIENTS = {"cxr": 100, "fundus": 150}
-# the demo's own top-level files while it runs (latentwalk.outputs); its stage folders carry markers of their own
+# the demo's own top-level files while it runs (latentwalk.outputs); its stage folders carry markers of their own,
+# and generate's private sidecars sit beside them in <stage>.private/
 _DEMO_PATTERNS = ("samples.png", "synthetic.png", "walk_strip.png", "walk_distance.png", "walk.json", "demo.json",
                   "report.md", "latents-train.safetensors", "latents-train.json", "latents-train.safetensors.partial/*",
-                  LEDGER, ".*.tmp", ".*.partial/*")  # fmt: skip
+                  LEDGER, ".*.tmp", ".*.partial/*", "*.private/*")  # fmt: skip
 
 
 @dataclass(frozen=True)

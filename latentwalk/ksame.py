@@ -686,6 +686,7 @@ def latent_centroids(
     cfg: KSameConfig,
     *,
     min_groups: int = 1,
+    members: dict[int, tuple[tuple[str, ...], ...]] | None = None,
 ) -> tuple[dict[int, Tensor], dict[str, Any], str]:
     """The k-same centroids of inverted real latents, per label: the start and end points of ksame/ksame-plan walks.
 
@@ -696,6 +697,8 @@ def latent_centroids(
         labels: the labels to return centroids for.
         cfg: the grouping (k, method, spread).
         min_groups: fewest groups a label needs (2 for walks between two groups).
+        members: a dict to fill with ``{label: the sorted identities of each group's patients}``, in the rows' order
+            of the centroids (for the private sidecar of ``generate``); identities: keep them in memory only.
 
     Returns:
         ``({label: centroids float32}, grouping summary without its diagnostics, the latents file's SHA-256)``; a
@@ -719,6 +722,8 @@ def latent_centroids(
         if not rows:
             raise DataError(f"label {label} has no k-same group at k={cfg.k}; lower k or add patients")
         centroids[label] = points[rows].float()
+        if members is not None:
+            members[label] = tuple(result.group_identities[i] for i in rows)
     summary = result.to_dict()
     summary.pop("diagnostics", None)
     return centroids, summary, str(meta["latents_sha256"])

@@ -33,6 +33,16 @@ Differences from the reference, all deliberate:
   same function as the fused default of an eval-mode generator up to rounding, and faster for many images.
 - W+ endpoints (one w per layer), per-term weights, optional early stopping, AMP and channels-last on CUDA,
   diagnostics and a loss history per path; no global seeding (the method is deterministic given its inputs).
+- Other privacy terms (``PlanConfig.privacy_loss``, issue 14; formulas and sources in :mod:`latentwalk.privacy_losses`)
+  compare each interior image with private targets (``plan_paths(targets=)``; by default the identity guide's softmax
+  at the two rendered endpoints). ``"verification"`` is per image, weighted like the KL. ``"mi"`` and ``"hsic"`` are
+  batch-level: over the interior images of all paths optimised together (``impl="reference"``: of the one path),
+  times the number of those paths (a per-path scale in the summed loss); ``loss_history["privacy"]`` holds the batch
+  value for each path (the term divided equally). So with ``mi``/``hsic`` a path depends on which paths share its
+  batch (``generate``'s work items are fixed by the seed: runs stay reproducible). Their exact gradient takes two
+  passes, memory still bounded by ``chunk``: pass 1 renders all interior images without gradient and collects the
+  logits, autograd gives ``g`` = d(term)/d(logits), pass 2 re-renders chunk by chunk and back-propagates
+  ``(g * logits).sum()``.
 """
 
 from __future__ import annotations
@@ -51,9 +61,20 @@ from torch import Tensor, nn
 
 from latentwalk.config import StageConfig
 from latentwalk.errors import ConfigError
+from latentwalk.privacy_losses import (
+    BATCH_LOSSES,
+    HSIC_MIN_IMAGES,
+    PRIVACY_LOSSES,
+    batch_privacy,
+    batch_privacy_grad,
+    check_targets,
+    image_privacy,
+    interior_targets,
+)
 
 __all__ = [
     "IMPLS",
+    "PRIVACY_LOSSES",
     "LOSS_TERMS",
     "DIAGNOSTICS",
     "PlanConfig",
@@ -93,6 +114,9 @@ class PlanConfig(StageConfig):
     optim_steps: int = 500  # Adam steps; 0 = return the linear path
     lr: float = 0.1  # Adam learning rate (betas 0.9, 0.999)
     weights: tuple[float, float, float] = (0.1, 1.0, 1.0)  # (privacy, equidistance, class) loss weights, >= 0
+    privacy_loss: str = "kl_uniform"  # PRIVACY_LOSSES: kl_uniform (the reference's), mi, verification, hsic (needs
+    # n_steps >= 6); see latentwalk.privacy_losses
+    verification_margin: float | None = None  # verification: log-odds margin; None = log(1/(K-1)), K identities
     chunk: int = 64  # images per synthesis + classifier pass (impl="batched"; bounds memory, not the result)
     repeat_gray: bool | None = None  # 1-channel images to 3 channels for the classifiers; None = when the id net
     # declares in_channels == 3 or declares nothing (the reference always repeats; our 1-channel guides need none)
@@ -132,6 +156,16 @@ class PlanConfig(StageConfig):
         p = self.early_stop_id_prob
         if p is not None and not (_is_number(p) and 0 < p <= 1):
             raise ConfigError(f"early_stop_id_prob must be in (0, 1] or None (off), got {p!r}")
+        if not isinstance(self.privacy_loss, str) or self.privacy_loss not in PRIVACY_LOSSES:
+            names = ", ".join(PRIVACY_LOSSES)
+            raise ConfigError(f'unknown privacy_loss "{self.privacy_loss}"; expected one of {names}')
+        if self.privacy_loss == "hsic" and self.n_steps - 2 < HSIC_MIN_IMAGES:
+            raise ConfigError(f"privacy_loss hsic needs n_steps >= {HSIC_MIN_IMAGES + 2}, got {self.n_steps}")
+        m = self.verification_margin
+        if m is not None and not _is_number(m):
+            raise ConfigError(f"verification_margin must be a finite number or None (chance log-odds), got {m!r}")
+        if m is not None:
+            object.__setattr__(self, "verification_margin", float(m))
 
 
 def _is_number(x: Any) -> bool:
@@ -293,13 +327,6 @@ def classifier_input(img: Tensor, cfg: PlanConfig) -> Tensor:
     return img
 
 
-def _kl_to_uniform(id_logits: Tensor) -> Tensor:
-    """Per-image ``KL(uniform || softmax(logits))`` ``[N]``, the summand of the reference's ``kl_div`` call."""
-    logp = F.log_softmax(id_logits.float(), dim=1)  # [N, K]
-    uniform = torch.full_like(logp, 1.0 / logp.shape[1])
-    return F.kl_div(logp, uniform, reduction="none").sum(1)  # [N]
-
-
 def reference_chunk_weights(n_interior: int, device: torch.device | str = "cpu") -> Tensor:
     """Weight of each interior image in the reference's sums of per-chunk means: 1 / size of its chunk of 4.
 
@@ -361,8 +388,9 @@ def _batch_dependent(net: nn.Module) -> bool:
 
 def _check_networks(
     G: nn.Module, a: Tensor, labels: Tensor, id_net: nn.Module, class_net: nn.Module, cfg: PlanConfig
-) -> list[str]:
-    """One image through both classifiers before any optimisation; returns notes for the result."""
+) -> tuple[list[str], int]:
+    """One image through both classifiers before any optimisation; returns notes for the result and the number of
+    identities of ``id_net``."""
     with torch.no_grad():
         img = classifier_input(render_ws(G, a[:1].expand(-1, int(G.num_ws), -1), cfg.fused_modconv), cfg)
         try:
@@ -385,6 +413,8 @@ def _check_networks(
             f"early_stop_id_prob {p} can never be reached: id_net has {n_ids} identities, so the largest "
             f"probability is at least {1.0 / n_ids:.4g}; pass a larger value or None"
         )
+    if cfg.privacy_loss != "kl_uniform" and n_ids < 2:
+        raise ConfigError(f"privacy_loss {cfg.privacy_loss} needs an id_net with >= 2 identities, got {n_ids}")
     notes = []
     for name, net in (("id_net", id_net), ("class_net", class_net)):
         if isinstance(net, nn.Module) and _batch_dependent(net):
@@ -392,7 +422,18 @@ def _check_networks(
                 f"{name} has batch-norm or dropout layers in training mode, so its outputs depend on which images "
                 "are classified together (and on chance); call .eval() on it for reproducible paths"
             )
-    return notes
+    return notes, n_ids
+
+
+@torch.no_grad()
+def _endpoint_targets(G: nn.Module, a: Tensor, b: Tensor, id_net: nn.Module, cfg: PlanConfig) -> Tensor:
+    """The identity guide's softmax at each path's rendered endpoints ``[B, 2, K]`` float32, without gradient."""
+    ends = torch.stack([a, b], dim=1).flatten(0, 1)  # [B * 2, k, w_dim], a_0, b_0, a_1, ...
+    probs = [
+        F.softmax(id_net(classifier_input(render_ws(G, part.expand(-1, int(G.num_ws), -1), None), cfg)).float(), 1)
+        for part in ends.split(cfg.chunk)
+    ]
+    return torch.cat(probs).view(a.shape[0], 2, -1)  # [B, 2, K]
 
 
 @torch.no_grad()
@@ -435,13 +476,18 @@ def _reference_one(
     a: Tensor,
     b: Tensor,
     label: Tensor,
+    targets: Tensor | None,
     id_net: nn.Module,
     class_net: nn.Module,
     cfg: PlanConfig,
     bar: Any,
 ) -> tuple[Tensor, Tensor, int]:
-    """Optimise one path ``a, b [k, w_dim]``; returns ``(interior [n_steps-2, k, w_dim], history [S, 4], steps)``."""
+    """Optimise one path ``a, b [k, w_dim]``; returns ``(interior [n_steps-2, k, w_dim], history [S, 4], steps)``.
+
+    ``targets``: the interior points' private targets ``[n_steps-2, K]`` (``None`` for ``kl_uniform``); a batch-level
+    privacy term is taken over this path's interior images, with plain autograd (no two-pass trick)."""
     w_priv, w_eq, w_cls = cfg.weights
+    loss_name = cfg.privacy_loss
     num_ws = int(G.num_ws)
     path = linear_paths(a[None], b[None], cfg.n_steps)[0, 1:-1].clone().requires_grad_(True)  # [n_int, k, w_dim]
     opt = torch.optim.Adam([path], lr=cfg.lr, betas=(0.9, 0.999))
@@ -450,16 +496,24 @@ def _reference_one(
     for step in range(cfg.optim_steps):
         imgs = classifier_input(render_ws(G, path.expand(-1, num_ws, -1), None), cfg)  # all interior points at once
         privacy = cls = 0
-        id_max = []
-        for part in imgs.split(REFERENCE_CHUNK):  # the reference's sum of per-chunk means
+        id_max, all_logits = [], []
+        parts = imgs.split(REFERENCE_CHUNK)
+        q_parts = targets.split(REFERENCE_CHUNK) if targets is not None else [None] * len(parts)
+        for part, q_part in zip(parts, q_parts, strict=True):  # the reference's sum of per-chunk means
             id_logits = id_net(part)
-            privacy = privacy + F.kl_div(
-                F.log_softmax(id_logits, dim=1),
-                torch.ones(id_logits.shape[1], device=part.device) / id_logits.shape[1],
-                reduction="batchmean",
-            )
+            if loss_name == "kl_uniform":
+                privacy = privacy + F.kl_div(
+                    F.log_softmax(id_logits, dim=1),
+                    torch.ones(id_logits.shape[1], device=part.device) / id_logits.shape[1],
+                    reduction="batchmean",
+                )
+            elif loss_name not in BATCH_LOSSES:
+                privacy = privacy + image_privacy(loss_name, id_logits, q_part, cfg.verification_margin).mean()
+            all_logits.append(id_logits)
             cls = cls + F.cross_entropy(class_net(part), label.repeat(part.shape[0]))
             id_max.append(F.softmax(id_logits.detach(), dim=1).max(dim=1).values)
+        if loss_name in BATCH_LOSSES:  # one path is the batch: n paths = 1
+            privacy = batch_privacy(loss_name, torch.cat(all_logits), targets)
         full = torch.cat([a[None], path, b[None]]).flatten(1)  # [n_steps, k * w_dim]
         eq = F.pairwise_distance(full[:-1], full[1:]).square().sum()
         loss = w_priv * privacy + w_eq * eq + w_cls * cls
@@ -478,16 +532,19 @@ def _plan_reference(
     a: Tensor,
     b: Tensor,
     labels: Tensor,
+    targets: Tensor | None,
     id_net: nn.Module,
     class_net: nn.Module,
     cfg: PlanConfig,
     progress: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     B = a.shape[0]
+    q_int = None if targets is None else interior_targets(targets, cfg.n_steps)  # [B, n_int, K]
     interiors, histories, steps = [], [], []
     with _progress(B * cfg.optim_steps, "PLAN (reference)", progress) as bar:
         for i in range(B):
-            path, history, n = _reference_one(G, a[i], b[i], labels[i : i + 1], id_net, class_net, cfg, bar)
+            q = None if q_int is None else q_int[i]
+            path, history, n = _reference_one(G, a[i], b[i], labels[i : i + 1], q, id_net, class_net, cfg, bar)
             interiors.append(path)
             histories.append(history)
             steps.append(n)
@@ -505,31 +562,48 @@ def _image_terms(
     pts: Tensor,
     img_labels: Tensor,
     img_weights: Tensor,
+    img_targets: Tensor | None,
     id_net: nn.Module,
     class_net: nn.Module,
     cfg: PlanConfig,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gradient of the weighted privacy + class terms for interior points ``pts [N, k, w_dim]``, ``cfg.chunk``
-    images per pass; returns ``(grad [N, k, w_dim], kl [N], ce [N], id_max_prob [N])`` (all detached)."""
+    """Gradient of the weighted privacy + class terms for the interior points ``pts [N, k, w_dim]`` of ``n`` paths
+    (path-major, ``N = n * (n_steps - 2)``), ``cfg.chunk`` images per pass; ``img_targets [N, K]`` the private
+    targets (``None`` for ``kl_uniform``). Returns ``(grad [N, k, w_dim], privacy [n], ce [N], id_max_prob [N])``
+    (all detached); ``privacy`` per path is the weighted sum of its images' terms, or for a batch-level loss the batch
+    value (two passes: see the module docstring)."""
     w_priv, _, w_cls = cfg.weights
-    num_ws = int(G.num_ws)
+    num_ws, n_paths = int(G.num_ws), pts.shape[0] // (cfg.n_steps - 2)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp else contextlib.nullcontext()
+    batch_level = cfg.privacy_loss in BATCH_LOSSES
+    if batch_level:  # pass 1: every image's logits without gradient, then the batch term's gradient wrt them
+        with torch.no_grad(), amp:
+            logits = [id_net(classifier_input(render_ws(G, part.expand(-1, num_ws, -1), cfg.fused_modconv), cfg))
+                      for part in pts.split(cfg.chunk)]  # fmt: skip
+        value, g_logits = batch_privacy_grad(cfg.privacy_loss, torch.cat(logits), img_targets)  # [], [N, K]
+        g_logits = g_logits * (w_priv * n_paths)  # the term is n_paths * value: a per-path scale in the summed loss
     grad = torch.empty_like(pts)
-    kl_all = pts.new_empty(pts.shape[0])
-    ce_all, id_max_all = torch.empty_like(kl_all), torch.empty_like(kl_all)
+    priv_all = pts.new_empty(pts.shape[0])
+    ce_all, id_max_all = torch.empty_like(priv_all), torch.empty_like(priv_all)
     for s in range(0, pts.shape[0], cfg.chunk):
         e = min(s + cfg.chunk, pts.shape[0])
         x = pts[s:e].detach().requires_grad_(True)  # [n, k, w_dim]
         with amp:
             img = classifier_input(render_ws(G, x.expand(-1, num_ws, -1), cfg.fused_modconv), cfg)  # [n, C, R, R]
             id_logits, cls_logits = id_net(img), class_net(img)
-        kl = _kl_to_uniform(id_logits)  # [n]
         ce = F.cross_entropy(cls_logits.float(), img_labels[s:e], reduction="none")  # [n]
-        loss = (img_weights[s:e] * (w_priv * kl + w_cls * ce)).sum()  # sum over images: paths stay independent
+        if batch_level:  # pass 2: the chain rule through the constant g_logits
+            loss = (g_logits[s:e] * id_logits.float()).sum() + (img_weights[s:e] * (w_cls * ce)).sum()
+        else:
+            q = None if img_targets is None else img_targets[s:e]
+            priv = image_privacy(cfg.privacy_loss, id_logits, q, cfg.verification_margin)  # [n]
+            loss = (img_weights[s:e] * (w_priv * priv + w_cls * ce)).sum()  # sum over images: paths stay independent
+            priv_all[s:e] = priv.detach()
         (grad[s:e],) = torch.autograd.grad(loss, [x])
-        kl_all[s:e], ce_all[s:e] = kl.detach(), ce.detach()
+        ce_all[s:e] = ce.detach()
         id_max_all[s:e] = F.softmax(id_logits.detach().float(), dim=1).max(dim=1).values
-    return grad, kl_all, ce_all, id_max_all
+    privacy = value.expand(n_paths) if batch_level else (priv_all * img_weights).view(n_paths, -1).sum(1)  # [n]
+    return grad, privacy, ce_all, id_max_all
 
 
 def _plan_batched(
@@ -537,6 +611,7 @@ def _plan_batched(
     a: Tensor,
     b: Tensor,
     labels: Tensor,
+    targets: Tensor | None,
     id_net: nn.Module,
     class_net: nn.Module,
     cfg: PlanConfig,
@@ -548,6 +623,7 @@ def _plan_batched(
     path = linear_paths(a, b, cfg.n_steps)[:, 1:-1].clone().requires_grad_(True)  # [B, n_int, k, w_dim]
     opt = torch.optim.Adam([path], lr=cfg.lr, betas=(0.9, 0.999))
     chunk_w = reference_chunk_weights(n_int, device)  # [n_int]
+    q_int = None if targets is None else interior_targets(targets, cfg.n_steps)  # [B, n_int, K]
     history = torch.full((cfg.optim_steps, len(LOSS_TERMS), B), float("nan"), device=device)
     running = torch.ones(B, dtype=torch.bool, device=device)  # paths still being optimised (device-side, no sync)
     steps_run = torch.zeros(B, dtype=torch.long, device=device)
@@ -556,14 +632,14 @@ def _plan_batched(
         for step in range(cfg.optim_steps):
             n = idx.shape[0]
             pts = path.detach()[idx].flatten(0, 1)  # [n * n_int, k, w_dim]
-            g_img, kl, ce, id_max = _image_terms(
-                G, pts, labels[idx].repeat_interleave(n_int), chunk_w.repeat(n), id_net, class_net, cfg
+            q = None if q_int is None else q_int[idx].flatten(0, 1)  # [n * n_int, K]
+            g_img, privacy, ce, id_max = _image_terms(
+                G, pts, labels[idx].repeat_interleave(n_int), chunk_w.repeat(n), q, id_net, class_net, cfg
             )
             full = torch.cat([a[idx, None], path[idx], b[idx, None]], dim=1)  # [n, n_steps, k, w_dim]
             eq = _equidistance(full)  # [n]
             (grad,) = torch.autograd.grad(w_eq * eq.sum(), [path])  # [B, n_int, k, w_dim], zero outside idx
             grad.index_add_(0, idx, g_img.view(n, n_int, *g_img.shape[1:]))
-            privacy = (kl * chunk_w.repeat(n)).view(n, n_int).sum(1)  # [n], the reference's sum of chunk means
             cls = (ce * chunk_w.repeat(n)).view(n, n_int).sum(1)
             eq = eq.detach()
             terms = torch.stack([privacy, eq, cls, cfg.weights[0] * privacy + w_eq * eq + cfg.weights[2] * cls])
@@ -606,6 +682,7 @@ def plan_paths(
     *,
     impl: str = "batched",
     progress: bool = False,
+    targets: Tensor | None = None,
 ) -> WalkResult:
     """Optimise PLAN paths between pairs of same-class latent points (see the module docstring for the objective).
 
@@ -624,6 +701,10 @@ def plan_paths(
             chunks of 4, float32; ignores ``chunk`` and ``fused_modconv``). Both give the same paths up to
             floating-point rounding.
         progress: show a progress bar (hidden anyway when stderr is not a terminal).
+        targets: private targets of ``cfg.privacy_loss`` other than ``kl_uniform``: soft identities of each path's
+            two endpoints ``[B, 2, K]`` (``K`` = id_net's identities; rows >= 0 summing to 1), interpolated to the
+            interior points as ``(1 - t) q_a + t q_b``. ``None`` = the patient the identity guide sees at each
+            endpoint (its softmax on the rendered endpoint, no gradient). Ignored by ``kl_uniform`` (but checked).
 
     Returns:
         :class:`WalkResult` with ``ws [B, n_steps, ...]`` (endpoints included, exactly ``w_a`` and ``w_b``),
@@ -633,7 +714,7 @@ def plan_paths(
         ConfigError: unknown ``impl``; endpoints not ``[B, w_dim]``/``[B, num_ws, w_dim]``, mismatched, non-finite
             or on another device than ``G``; labels not ``[B]`` integers in range; classifiers not returning
             ``[N, classes]``; ``amp``/``channels_last`` without CUDA or with ``impl="reference"``; an
-            ``early_stop_id_prob`` that cannot be reached.
+            ``early_stop_id_prob`` that cannot be reached; ``targets`` of the wrong shape or not distributions.
     """
     cfg = PlanConfig() if cfg is None else cfg
     if not isinstance(cfg, PlanConfig):
@@ -648,13 +729,18 @@ def plan_paths(
             raise ConfigError(f'{name}=True applies to impl="batched" only; the reference runs in float32')
         if getattr(cfg, name) and a.device.type != "cuda":
             raise ConfigError(f"{name}=True needs CUDA tensors, got endpoints on {a.device}; set {name}=False")
-    notes = _check_networks(G, a, labels_t, id_net, class_net, cfg)
+    notes, n_ids = _check_networks(G, a, labels_t, id_net, class_net, cfg)
+    q_ends = None if targets is None else check_targets(targets, a.shape[0], n_ids, a.device)  # [B, 2, K]
+    if cfg.privacy_loss == "kl_uniform":
+        q_ends = None
+    elif q_ends is None:
+        q_ends = _endpoint_targets(G, a, b, id_net, cfg)
     for note in notes:
         warnings.warn(note, stacklevel=2)
 
     run = _plan_batched if impl == "batched" else _plan_reference
     with torch.enable_grad():
-        interior, history, steps_run = run(G, a, b, labels_t, id_net, class_net, cfg, progress)
+        interior, history, steps_run = run(G, a, b, labels_t, q_ends, id_net, class_net, cfg, progress)
     full = torch.cat([a[:, None], interior, b[:, None]], dim=1)  # [B, n_steps, k, w_dim], endpoints exact
     diagnostics = _diagnostics(G, full, labels_t, id_net, class_net, cfg)
     ws = full.squeeze(2) if w_a.dim() == 2 else full  # [B, n_steps, w_dim] for W endpoints

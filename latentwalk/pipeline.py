@@ -15,7 +15,8 @@ far. The merge takes, per label, the first ``per_label`` accepted images in (rou
 Output (``OUT``): ``images/<label>/<id>.png`` (8-bit gray or RGB), ``manifest.csv``, ``run.json`` (written last: its
 presence marks a finished run) and ``DATASET_CARD.md``. No real file name, identity or image is written: the
 dataset, latents and guides paths in the recorded configuration are withheld (their SHA-256 fingerprints identify
-them), and ids are sequential.
+them), and ids are sequential. The patients behind each image go to a private sidecar outside ``OUT``
+(:mod:`latentwalk.generation.sidecar`; by default ``<OUT>.private/patients.json``), written by the same merge.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ from latentwalk.generation.items import (
     to_uint8,
     write_item,
 )
+from latentwalk.generation.sidecar import check_sidecar, patients_behind, sidecar_path, sidecar_source, write_sidecar
 from latentwalk.generation.world import DIST_TIMEOUT_ENV, World
 from latentwalk.generation.world import world as join_world
 from latentwalk.io import (
@@ -231,7 +233,7 @@ def _setup(cfg: GenerateConfig, world: World, progress: bool, lpips_net: Any = N
     from gan_zoo.invert import generator_sha256
     from latentwalk.data import open_dataset
     from latentwalk.devices import resolve_device
-    from latentwalk.guides import load_guides
+    from latentwalk.guides import identity_classes, load_guides
 
     cfg.check_inputs()
     device = resolve_device(cfg.device)
@@ -270,6 +272,7 @@ def _setup(cfg: GenerateConfig, world: World, progress: bool, lpips_net: Any = N
         amp,
         device,
         label_gate,
+        patients=identity_classes(index),  # in memory only: names for the private sidecar
     )
     inputs: dict[str, Any] = {
         "generator": {"spec": public_spec(cfg.gan), "sha256": generator_sha256(G)},
@@ -282,8 +285,9 @@ def _setup(cfg: GenerateConfig, world: World, progress: bool, lpips_net: Any = N
     if cfg.method in ("ksame", "ksame-plan"):
         from latentwalk.ksame import latent_centroids
 
+        min_groups = 2 if cfg.method == "ksame-plan" else 1
         centroids, ctx.ksame_summary, inputs["latents_sha256"] = latent_centroids(
-            cfg.latents, G, index, labels, cfg.ksame, min_groups=2 if cfg.method == "ksame-plan" else 1
+            cfg.latents, G, index, labels, cfg.ksame, min_groups=min_groups, members=ctx.members
         )
         ctx.centroids = {label: c.to(device) for label, c in centroids.items()}
         ctx.pairs = {label: distinct_pairs(c.shape[0], cfg.seed, label) for label, c in centroids.items()}
@@ -367,7 +371,8 @@ def _open_out(out: Path, cfg: GenerateConfig, fingerprint: str, chunk: int, over
 
 @dataclass(frozen=True)
 class GenerateResult:
-    """What :func:`generate` wrote: the output folder, images per label, rejected candidates, and run.json."""
+    """What :func:`generate` wrote: the output folder, images per label, rejected candidates, and run.json; and
+    where the private sidecar is (outside the output folder; ``None`` when a finished run's is not there)."""
 
     out_dir: Path
     written: dict[str, int]
@@ -375,6 +380,7 @@ class GenerateResult:
     run: dict[str, Any]
     resumed: bool = False
     already_done: bool = False
+    sidecar: Path | None = None
 
 
 def _stats(work: Path, items: Sequence[Item]) -> dict[int, tuple[int, int]]:
@@ -391,6 +397,7 @@ def generate(
     out_dir: str | os.PathLike,
     *,
     overwrite: bool = False,
+    private_dir: str | os.PathLike | None = None,
     progress: bool = False,
     lpips_net: Any = None,
     echo: Any = None,
@@ -401,7 +408,10 @@ def generate(
         cfg: options (paths absolute or relative to the working folder).
         out_dir: output folder: new/empty, an unfinished run of the same configuration (resumed), or a finished one
             (nothing to do).
-        overwrite: replace whatever ``out_dir`` holds.
+        overwrite: replace whatever ``out_dir`` holds (and the private sidecar of an earlier run).
+        private_dir: the folder of the private sidecar (the patients behind each image); ``None`` =
+            ``<out_dir>.private``. Outside ``out_dir``; a ``patients.json`` there that latentwalk did not write is
+            refused.
         progress: show a progress bar (rank 0 only).
         lpips_net: an ``lpips.LPIPS`` for ``gate_space="lpips"`` instead of loading AlexNet's weights.
         echo: ``callable(str)`` for one-line messages (rank 0 only); ``None`` = silent.
@@ -419,12 +429,14 @@ def generate(
 
     started = time.perf_counter()
     out = Path(out_dir)
+    private = sidecar_path(out, private_dir)
     say = echo if echo is not None else (lambda _msg: None)
     with join_world(cfg.device) as world:
         lead = world.rank == 0
         with world.phase("setup"):
             if lead:
-                check_out_dir(out, cfg, overwrite)  # before the slow setup
+                claim = check_out_dir(out, cfg, overwrite)  # before the slow setup
+                check_sidecar(private, out, replace=overwrite or claim == "resume", inputs=_inputs(cfg))
             setup = _setup(cfg, world, progress and lead)
             ctx = setup.ctx
             state = "new"
@@ -435,7 +447,9 @@ def generate(
             run = read_json_dict(out / "run.json") or {}
             if lead:
                 say(f"{out} already holds this finished run; nothing to do")
-            return GenerateResult(out, run["counts"]["written"], run["counts"]["rejected"], run, already_done=True)
+            sidecar = private if private.is_file() else None
+            return GenerateResult(out, run["counts"]["written"], run["counts"]["rejected"], run, already_done=True,
+                                  sidecar=sidecar)  # fmt: skip
         work = out / WORK_DIR
         saved = read_json_dict(work / "config.json") or {}
         ctx.chunk = int(saved.get("chunk", ctx.chunk))  # a resumed run keeps the first run's pass size
@@ -453,12 +467,14 @@ def generate(
         with world.phase("merge"):
             if lead:
                 seconds = time.perf_counter() - started
-                run = _merge(ctx, setup, out, all_items, state == "resume", seconds, world.size)
+                run = _merge(ctx, setup, out, all_items, state == "resume", seconds, world.size, private)
                 shutil.rmtree(work, ignore_errors=True)
                 mark_dir(out, _GENERATE)  # the exact files of the finished run
                 say(_summary_line(run, out))
+                say(f"patients behind each image: {private} (private: never share it with the dataset)")
         run = read_json_dict(out / "run.json") or {}
-        return GenerateResult(out, run["counts"]["written"], run["counts"]["rejected"], run, resumed=state == "resume")
+        return GenerateResult(out, run["counts"]["written"], run["counts"]["rejected"], run, resumed=state == "resume",
+                              sidecar=private)  # fmt: skip
 
 
 def _share_state(world: World, state: str) -> str:
@@ -548,8 +564,10 @@ def _merge(
     resumed: bool,
     seconds: float,
     processes: int,
+    private: Path,
 ) -> dict[str, Any]:
-    """Select the first ``per_label`` accepted images per label; write images, manifest, card and run.json."""
+    """Select the first ``per_label`` accepted images per label; write images, manifest, the private sidecar
+    (``private``, outside ``out``), card and run.json."""
     work = out / WORK_DIR
     images_dir = out / "images"
     if images_dir.exists():
@@ -563,6 +581,7 @@ def _merge(
     candidates: dict[str, int] = {}
     distances: list[float] = []
     kept_images: list[Tensor] = []  # for the diversity figure
+    behind: dict[str, dict[str, Any]] = {}  # id -> the patients behind it (the private sidecar only)
     by_round: dict[int, dict[str, dict[str, int]]] = {}
     for label in ctx.labels:
         name = ctx.label_names[label]
@@ -575,16 +594,18 @@ def _merge(
             rej_label += off_label
             cand += int(acc.numel())
             _count_round(by_round, item.round, name, acc, off_label)
-            count = _write_accepted(ctx, out, item, rec, count, rows, distances, kept_images)
+            count = _write_accepted(ctx, out, item, rec, count, rows, distances, kept_images, behind)
         written[name], rejected[name], candidates[name] = count, rej, cand
         rejected_label[name] = rej_label
     write_csv(out / "manifest.csv", MANIFEST_COLUMNS, rows)
+    write_sidecar(private, method=ctx.cfg.method, fingerprint=setup.fingerprint, images=behind)
     counts = {"written": written, "rejected": rejected, "rejected_by_label_gate": rejected_label,
               "candidates": candidates}  # fmt: skip
     counts["by_round"] = [{"round": r, **by_round[r]} for r in sorted(by_round)]
     diversity = _diversity(kept_images, setup.real_diversity)
     run = _run_record(ctx, setup, items, counts, distances, resumed, seconds, processes)
     run["diversity"] = diversity
+    run["private_sidecar"] = {"source": sidecar_source(ctx.cfg.method), "location": "<withheld>"}
     atomic_write_text(out / "DATASET_CARD.md", dataset_card(run))
     write_json(out / "run.json", run)  # last: marks the run finished
     return run
@@ -609,8 +630,11 @@ def _write_accepted(
     rows: list[dict[str, Any]],
     distances: list[float],
     kept_images: list[Tensor],
+    behind: dict[str, dict[str, Any]],
 ) -> int:
-    """Write ``item``'s accepted images while its label has fewer than ``per_label``; returns the label's count."""
+    """Write ``item``'s accepted images while its label has fewer than ``per_label``; returns the label's count.
+    ``behind`` gets the patients behind each written image, by id (:func:`~latentwalk.generation.sidecar.
+    patients_behind`)."""
     cfg, label = ctx.cfg, item.label
     name = ctx.label_names[label]
     acc = rec["accepted"].bool()
@@ -627,6 +651,7 @@ def _write_accepted(
         rel = f"images/{label}/{sid}.png"
         atomic_write_bytes(out / rel, _png_bytes(image))
         kept_images.append(image)
+        behind[sid] = patients_behind(ctx, item, rec, c)
         dist = float(rec["distance"][c])
         distances.append(dist)
         path_no = int(rec["path"][c])

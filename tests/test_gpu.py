@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from tiny import TinyClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,22 +42,6 @@ def ieee_float32():
 
 # ---------------------------------------------------------------------------------------------------------------
 # PLAN: bfloat16 autocast + channels-last vs float32, same device.
-
-
-class TinyClassifier(nn.Module):
-    """A seeded conv + linear head on 3-channel 16 px images (as in test_paths)."""
-
-    def __init__(self, classes: int, seed: int) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
-        self.head = nn.Linear(4 * 8 * 8, classes)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(F.leaky_relu(self.conv(x), 0.2).flatten(1))
 
 
 def test_plan_under_bfloat16_autocast_follows_the_float32_paths(ieee_float32):

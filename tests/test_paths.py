@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import TinyClassifier
 from torch import nn
 
 from gan_zoo.stylegan2 import Generator
@@ -22,22 +23,6 @@ from latentwalk.paths import (
 )
 
 TOL = dict(rtol=1e-4, atol=1e-5)  # float32 rounding: fused vs unfused modulation, summation order
-
-
-class TinyClassifier(nn.Module):
-    """A seeded conv + linear head on 3-channel 16 px images."""
-
-    def __init__(self, classes: int, seed: int, in_channels: int = 3) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        self.conv = nn.Conv2d(in_channels, 4, 3, stride=2, padding=1)
-        self.head = nn.Linear(4 * 8 * 8, classes)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(F.leaky_relu(self.conv(x), 0.2).flatten(1))
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,24 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TinyClassifier(nn.Module):
+    """A seeded conv + linear head on ``in_channels``-channel 16 px images (a stand-in guide for PLAN's tests)."""
+
+    def __init__(self, classes: int, seed: int, in_channels: int = 3) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.conv = nn.Conv2d(in_channels, 4, 3, stride=2, padding=1)
+        self.head = nn.Linear(4 * 8 * 8, classes)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.leaky_relu(self.conv(x), 0.2).flatten(1))
 
 
 def tiny_generator(resolution: int = 32, seed: int = 0):

@@ -44,11 +44,14 @@ def _eval_default(name: str):
               help="pt_inception-2015-12-05-6726825d.pth for FID/KID (default: search; absent = skipped).")  # fmt: skip
 @click.option("--walk", "walk_dir", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Output of latentwalk walk: adds its linear-vs-PLAN distance plot.")  # fmt: skip
+@click.option("--private", "private", default=None, type=click.Path(exists=True, path_type=Path), metavar="PATH",
+              help="Private sidecar of the generate run (patients.json or its folder; by default SYNTHETIC.private): "
+                   "adds the leakage estimate. Never looked for unless given.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier report in --out.")
 @click.pass_context
 def evaluate_cmd(ctx, real_dir, syn_dir, out, guides_dir, layout, spaces, utility_epochs, utility_seeds, reid_epochs,
-                 verifier_epochs, lpips_weights, inception_weights, walk_dir, device, overwrite):  # fmt: skip
+                 verifier_epochs, lpips_weights, inception_weights, walk_dir, private, device, overwrite):  # fmt: skip
     """Score a synthetic dataset: privacy (near-copies, DCR, MIA, re-identification), fidelity, utility.
 
     \b
@@ -65,7 +68,7 @@ def evaluate_cmd(ctx, real_dir, syn_dir, out, guides_dir, layout, spaces, utilit
         guides=str(guides_dir) if guides_dir else None, layout=layout, spaces=tuple(spaces.split(",")),
         utility_epochs=utility_epochs, utility_seeds=seeds, reid_epochs=reid_epochs,
         verifier_epochs=verifier_epochs, lpips_weights=lpips_weights,
-        inception_weights=inception_weights, device=device,
+        inception_weights=inception_weights, private=str(private) if private else None, device=device,
     )  # fmt: skip
     evaluate(real_dir, syn_dir, out, cfg, walk_dir=walk_dir, overwrite=overwrite, progress=progress(ctx),
              echo=click.echo)  # fmt: skip

@@ -13,6 +13,7 @@ from latentwalk.cli.common import (
     progress,
 )
 from latentwalk.errors import ConfigError
+from latentwalk.privacy_losses import PRIVACY_LOSSES
 from latentwalk.spaces import GATE_SPACES
 
 _GENERATE_HELP = {
@@ -32,6 +33,9 @@ _GENERATE_HELP = {
     "optim_steps": "plan/ksame-plan: Adam steps per path (PLAN's reference uses 500).",
     "lr": "plan/ksame-plan: Adam learning rate.",
     "weights": "plan/ksame-plan: loss weights privacy,equidistance,class.",
+    "privacy_loss": "plan/ksame-plan: privacy term: kl_uniform (PLAN's KL to uniform), mi (plug-in mutual "
+    "information, IRENE), verification (hinge on the identity guide's log-odds), hsic (unbiased HSIC).",
+    "verification_margin": "privacy-loss verification: log-odds margin [default: log(1/(K-1)), chance for K patients].",
     "chunk": "Images per synthesis + classifier pass [default: 64 on CPU, sized to free memory on CUDA].",
     "k": "ksame/ksame-plan: minimum patients per group.",
     "ksame_method": "ksame/ksame-plan: greedy (k-SALSA) or kmeans.",
@@ -55,13 +59,14 @@ _GENERATE_CHOICES = {
     "gate_split": ("train", "all"),
     "ksame_method": ("greedy", "kmeans"),
     "ksame_spread": ("mean", "restore"),
+    "privacy_loss": PRIVACY_LOSSES,
 }
 
 
 _GENERATE_TYPES = {
     "per_label": int, "n_steps": int, "paths_per_item": int, "seed": int, "optim_steps": int, "chunk": int, "k": int,
     "max_rounds": int, "truncation_psi": float, "lr": float, "gate_threshold": float, "gate_percentile": float,
-    "label_threshold": float, "label_percentile": float,
+    "label_threshold": float, "label_percentile": float, "verification_margin": float,
 }  # fmt: skip
 
 
@@ -70,7 +75,7 @@ def _generate_options(fn):
     overrides the dataclass defaults shown in the help."""
     from latentwalk.pipeline import GenerateConfig
 
-    for name, value in reversed(GenerateConfig().to_dict().items()):
+    for name, value in reversed(GenerateConfig().flat_options().items()):
         default = ",".join(f"{x:g}" for x in value) if isinstance(value, tuple) else value
         text = _GENERATE_HELP[name]
         if default not in (None, "") and "[default" not in text:
@@ -123,8 +128,15 @@ def _rank() -> int:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (or out in --config).")
 @click.option("--overwrite", is_flag=True, help="Replace whatever --out holds.")
 @_generate_options
+@click.option(
+    "--private-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the private sidecar (the patients behind each image, for evaluate --private) "
+    "[default: OUT.private]; never inside --out. Do not share it.",
+)
 @click.pass_context
-def generate_cmd(ctx, config_file, out, overwrite, **options):
+def generate_cmd(ctx, config_file, out, overwrite, private_dir, **options):
     """Generate an anonymised synthetic dataset; rerun the same command to resume after a crash.
 
     \b
@@ -147,7 +159,9 @@ def generate_cmd(ctx, config_file, out, overwrite, **options):
     cfg = GenerateConfig.from_dict(values)
     lead = _rank() == 0
     echo = click.echo if lead else None
-    result = generate(cfg, out, overwrite=overwrite, progress=progress(ctx) and lead, echo=echo)
+    result = generate(
+        cfg, out, overwrite=overwrite, private_dir=private_dir, progress=progress(ctx) and lead, echo=echo
+    )
     if lead and not result.already_done:
         click.echo(f"dataset: {out / 'images'}; manifest.csv, run.json and DATASET_CARD.md beside it")
 

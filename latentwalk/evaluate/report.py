@@ -46,6 +46,12 @@ DEFINITIONS = {
     "own architecture and seed, never seen by the walk or the gate); match rate = share of synthetic images whose "
     "best score against the training patients reaches its equal-error threshold, calibrated on real images of "
     "training patients it did not train on; compare with the held-out real patients' rate (people not in the data)",
+    "leakage (MI, HSIC)": "with the generate run's private sidecar (--private): the dependence between the real "
+    "patients behind each synthetic image and the verifier's reading of it; mutual information of the joint QᵀP/N "
+    "normalised by log K (0 = independent, 1 = the attacker names the patient behind every image), soft (its softmax "
+    "over patients) and hard (its top patient), against a permutation null (images' patients shuffled; p-value) with "
+    "a bootstrap 95 % interval; unbiased HSIC (Song et al. 2012) between its embedding and the patients, with its own "
+    "permutation p-value",
     "ground-truth leakage": "phantoms only: a regressor from image to the patient's recorded anatomy "
     "(ground_truth.json), calibrated on real images of training patients it did not train on; share of synthetic "
     "images whose predicted anatomy lies as close to a training patient's true anatomy as another image of that "
@@ -170,6 +176,10 @@ def _summary_rows(m: dict[str, Any]) -> list[list[str]]:
         rows.append(["verifier best score, mean / max", f"{_fmt(v['synthetic']['mean_best_score'])} / "
                      f"{_fmt(v['synthetic']['max_best_score'])}", f"threshold (EER {_fmt(a['eer'])}) "
                      f"{_fmt(a['threshold'])}"])  # fmt: skip
+    lk = m.get("leakage", {}).get("mi", {}).get("soft")
+    if lk:
+        rows.append(["leakage: MI of the patients behind and the verifier's reading", _fmt(lk["mi"]),
+                     f"permutation null 95th percentile {_fmt(lk['null_p95'])}, p {_fmt(lk['p_value'])}"])  # fmt: skip
     g = m.get("ground_truth", {})
     if "synthetic" in g:
         cal, floor = g["calibration"], g.get("heldout", {}).get("heldout_fraction")
@@ -200,6 +210,31 @@ def _utility_rows(m: dict[str, Any]) -> list[list[str]]:
 METRIC_KEYS = ("accuracy", "balanced_accuracy", "auc", "f1", "qwk")
 
 
+def _leakage_blocks(lk: dict[str, Any]) -> list[tuple]:
+    """The leakage section: MI (soft, hard) and HSIC against their permutation nulls; or why it was skipped."""
+    title = ("h2", "Leakage of the patients behind the images (private sidecar)")
+    if "skipped" in lk:
+        return [title, ("p", f"Not estimated: {lk['skipped']}.")]
+    text = (
+        f"{lk['images']} synthetic images with a training patient behind them ({lk['source']}; "
+        f"{lk['images_without_known_patient']} without one left out), {lk['patients']} training patients; "
+        f"{lk['permutations']} permutations, {lk['bootstrap']} bootstrap resamples, seed {lk['seed']}."
+    )
+    rows = []
+    for name in ("soft", "hard"):
+        f = lk["mi"][name]
+        ci = f"{_fmt(f['ci95'][0])} - {_fmt(f['ci95'][1])}"
+        rows.append([f"mutual information, {name} (normalised)", _fmt(f["mi"]), _fmt(f["null_mean"]),
+                     _fmt(f["null_p95"]), _fmt(f["p_value"]), ci])  # fmt: skip
+    h = lk["hsic"]
+    if "hsic" in h:
+        note = f"n/a (normalised {_fmt(h['normalised'])})"
+        rows.append(["HSIC (unbiased), embedding vs patients", _fmt(h["hsic"], 4), _fmt(h["null_mean"], 4),
+                     _fmt(h["null_p95"], 4), _fmt(h["p_value"]), note])  # fmt: skip
+    head = ["measure", "value", "null mean", "null 95th pct", "p-value", "95 % interval"]
+    return [title, ("p", text), ("table", head, rows)]
+
+
 def _blocks(metrics: dict[str, Any], images: dict[str, bytes]) -> list[tuple]:
     c = metrics["counts"]
     blocks: list[tuple] = [
@@ -216,6 +251,8 @@ def _blocks(metrics: dict[str, Any], images: dict[str, bytes]) -> list[tuple]:
         ("h2", "Utility: train on synthetic, test on real"),
         ("table", ["classifier", *METRIC_KEYS], _utility_rows(metrics)),
     ]
+    if "leakage" in metrics:
+        blocks += _leakage_blocks(metrics["leakage"])
     if "pairs" in images:
         blocks += [("h2", "Closest synthetic images (left) and their nearest real training image (right)"),
                    ("img", "nearest_pairs.png", "closest pairs")]  # fmt: skip

@@ -52,6 +52,8 @@ class EvalConfig(StageConfig):
     lpips_weights: str | None = None  # AlexNet backbone file for LPIPS; None = $LATENTWALK_WEIGHTS_DIR / torch cache
     inception_weights: str | None = None  # pt_inception-2015-12-05-6726825d.pth; None = search; absent = skipped
     kid_subsets: int = 100
+    private: str | None = None  # private sidecar of the generate run (its patients.json, or the folder holding it):
+    # adds the leakage estimate (latentwalk.evaluate.leakage); None = none (a sidecar is never looked for)
     seed: int = 0
     device: str = "auto"
 
@@ -72,6 +74,8 @@ class EvalConfig(StageConfig):
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
         if not isinstance(self.utility_real, bool):
             raise ConfigError(f"utility_real must be true or false, got {self.utility_real!r}")
+        if self.private is not None and (not isinstance(self.private, str) or not self.private):
+            raise ConfigError(f"private must be the path of a private sidecar (patients.json), got {self.private!r}")
         if not (isinstance(self.collision_percentile, (int, float)) and 0 < self.collision_percentile < 100):
             raise ConfigError(f"collision_percentile must be in (0, 100), got {self.collision_percentile!r}")
 
@@ -258,7 +262,8 @@ def evaluate(
     device = resolve_device(cfg.device)
 
     final = Path(out_dir)
-    inputs = {"real dataset": real_dir, "synthetic dataset": synthetic_dir, "guides": cfg.guides}
+    inputs = {"real dataset": real_dir, "synthetic dataset": synthetic_dir, "guides": cfg.guides,
+              "private sidecar": cfg.private}  # fmt: skip
     claim_dir(final, overwrite=overwrite, inputs=inputs)  # before the slow work
     with staged_dir(final, "evaluate", overwrite=overwrite, inputs=inputs) as out:
         metrics = _evaluate(Path(real_dir), Path(synthetic_dir), out, cfg, walk_dir, progress, say, started, device)
@@ -273,6 +278,7 @@ def _evaluate(real_dir, synthetic_dir, out, cfg, walk_dir, progress, say, starte
     from latentwalk.guides import load_guides
 
     data = _load(Path(real_dir), Path(synthetic_dir), cfg, progress)
+    behind = _read_private(cfg, data, Path(synthetic_dir))  # checked before the slow work
     guides = load_guides(cfg.guides, device=device) if cfg.guides else None
     notes: list[str] = []
     if data.syn.shape[0] < 2:
@@ -326,6 +332,9 @@ def _evaluate(real_dir, synthetic_dir, out, cfg, walk_dir, progress, say, starte
     metrics["reidentification"] = _reidentify(data, cfg, device, progress, privacy)
     say("verification: an independent Siamese attacker (Packhäuser et al. 2022) on synthetic and held-out images")
     metrics["verification"] = _verification(data, cfg, device, progress)
+    if behind is not None:
+        say("leakage: the patients behind each image (private sidecar) against the verifier's reading of it")
+        metrics["leakage"] = _leakage(data, cfg, device, progress, behind)
     say("ground truth: the synthetic images' anatomy against the training patients' (phantoms' ground_truth.json)")
     metrics["ground_truth"] = _ground_truth(data, cfg, device, progress)
 
@@ -334,7 +343,8 @@ def _evaluate(real_dir, synthetic_dir, out, cfg, walk_dir, progress, say, starte
     metrics["fidelity"] = _fidelity(data, cfg, guides, device, notes, fidelity)
 
     metrics["notes"] = notes
-    metrics["config"] = {**cfg.to_dict(), "guides": "<given>" if cfg.guides else None}
+    metrics["config"] = {**cfg.to_dict(), "guides": "<given>" if cfg.guides else None,
+                         "private": "<given>" if cfg.private else None}  # fmt: skip
     metrics["seconds"] = round(time.perf_counter() - started, 1)
     write_report(out, metrics, data, pairs, dists, walk_dir=walk_dir)
     return metrics
@@ -441,17 +451,52 @@ def _trained(what: str, data: _Data, settings: Any, device: torch.device, fit: C
     return _TRAINED[key]
 
 
-def _verification(data: _Data, cfg: EvalConfig, device: torch.device, progress: bool) -> dict:
-    """The Siamese attacker's strength and its match rates on the synthetic and the held-out real images."""
-    from latentwalk.evaluate.verifier import VerifierConfig, fit_verifier, summarize
+def _verifier(data: _Data, cfg: EvalConfig, device: torch.device, progress: bool) -> tuple[Any, dict]:
+    """The Siamese attacker, trained once per process for these data and settings (DataError: too few patients)."""
+    from latentwalk.evaluate.verifier import VerifierConfig, fit_verifier
 
     vcfg = VerifierConfig(epochs=cfg.verifier_epochs, seed=cfg.verifier_seed)
+    fit = lambda: fit_verifier(data.train, data.train_patients, vcfg, device, progress)  # noqa: E731
+    return _trained("verifier", data, vcfg, device, fit)
+
+
+def _verification(data: _Data, cfg: EvalConfig, device: torch.device, progress: bool) -> dict:
+    """The Siamese attacker's strength and its match rates on the synthetic and the held-out real images."""
+    from latentwalk.evaluate.verifier import summarize
+
     try:
-        fit = lambda: fit_verifier(data.train, data.train_patients, vcfg, device, progress)  # noqa: E731
-        ver, attacker = _trained("verifier", data, vcfg, device, fit)
+        ver, attacker = _verifier(data, cfg, device, progress)
     except DataError as e:
         return {"skipped": str(e)}
     return {"attacker": attacker, "synthetic": summarize(ver, data.syn), "heldout": summarize(ver, data.holdout)}
+
+
+def _read_private(cfg: EvalConfig, data: _Data, synthetic_dir: Path) -> dict[str, Any] | None:
+    """The private sidecar's patients behind each synthetic image (manifest order); ``None`` without ``private``."""
+    from latentwalk.generation.sidecar import read_sidecar
+    from latentwalk.io import read_json_dict
+
+    if cfg.private is None:
+        return None
+    ids = [row.get("id") or "" for row in data.rows]
+    if not all(ids):
+        raise DataError(f"{synthetic_dir} has no manifest.csv with image ids; the private sidecar is matched by id")
+    run = read_json_dict(synthetic_dir / "run.json") or {}
+    return read_sidecar(cfg.private, ids, fingerprint=run.get("fingerprint"))
+
+
+def _leakage(data: _Data, cfg: EvalConfig, device: torch.device, progress: bool, behind: dict[str, Any]) -> dict:
+    """Mutual information and HSIC between the patients behind each image and the verifier's reading of it."""
+    from latentwalk.evaluate.leakage import estimate_leakage
+    from latentwalk.evaluate.verifier import patient_order
+
+    try:
+        ver, _ = _verifier(data, cfg, device, progress)
+    except DataError as e:
+        return {"skipped": str(e)}
+    logits, embedding = ver.patient_logits(data.syn), ver.embed(data.syn).double().cpu()
+    out = estimate_leakage(behind["images"], patient_order(data.train_patients), logits, embedding, seed=cfg.seed)
+    return {"source": behind.get("source"), "method": behind.get("method"), **out}
 
 
 def _memorising(data: _Data, cfg: EvalConfig, device: torch.device, progress: bool) -> dict:

@@ -52,6 +52,7 @@ __all__ = [
     "summarize",
     "verify",
     "equal_error",
+    "patient_order",
 ]
 
 
@@ -243,6 +244,14 @@ class Verifier:
     @torch.no_grad()
     def patient_scores(self, images: Tensor, chunk: int = 64) -> Tensor:
         """``[N, P]`` CPU float: each image's best same-patient probability against each training patient."""
+        return self._best(images, chunk, probability=True)
+
+    @torch.no_grad()
+    def patient_logits(self, images: Tensor, chunk: int = 64) -> Tensor:
+        """``[N, P]`` CPU float: the logits of :meth:`patient_scores` (unsaturated where the probability is 1)."""
+        return self._best(images, chunk, probability=False)
+
+    def _best(self, images: Tensor, chunk: int, probability: bool) -> Tensor:
         e = self.embed(images)
         out = torch.full((len(e), self.n_patients), -math.inf)
         index = self.gallery_patients.to(self.device)
@@ -251,7 +260,7 @@ class Verifier:
             logits = self.model.head((q[:, None] - self.gallery[None]).abs()).squeeze(2)  # [q, G]
             best = torch.full((len(q), self.n_patients), -math.inf, device=self.device)
             best = best.scatter_reduce(1, index.expand(len(q), -1), logits, reduce="amax")
-            out[start : start + chunk] = torch.sigmoid(best).cpu()
+            out[start : start + chunk] = (torch.sigmoid(best) if probability else best).cpu()
         return out
 
     def best_scores(self, images: Tensor) -> Tensor:
@@ -272,6 +281,11 @@ def equal_error(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
     fmr = 1.0 - np.searchsorted(neg_s, thresholds, side="left") / neg.size  # P(neg >= t)
     i = int(np.argmin(np.abs(fmr - fnmr)))
     return float((fmr[i] + fnmr[i]) / 2), float(thresholds[i])
+
+
+def patient_order(patients: Sequence[Any]) -> list[Any]:
+    """The training patients in the attacker's column order (index ``i`` of :meth:`Verifier.patient_scores`)."""
+    return sorted(set(patients), key=str)
 
 
 def calibration_split(patients: Tensor) -> tuple[Tensor, Tensor]:
@@ -318,7 +332,7 @@ def fit_verifier(
     from latentwalk.evaluate.privacy import auc_score
 
     cfg = VerifierConfig() if cfg is None else cfg
-    names = sorted(set(train_patients), key=str)
+    names = patient_order(train_patients)
     pid = torch.tensor([names.index(p) for p in train_patients], dtype=torch.long)
     held, gallery = calibration_split(pid)
     if len(held) < 2:

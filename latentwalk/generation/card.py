@@ -166,4 +166,17 @@ def _privacy_lines(run: dict[str, Any]) -> list[str]:
             f"- Written images to their nearest real image: min {nd['min']:.4g}, median {nd['median']:.4g}, "
             f"max {nd['max']:.4g}"
         )
+    sidecar = run.get("private_sidecar")
+    if sidecar:
+        who = _SIDECAR_TEXT.get(sidecar.get("source"), "the patients behind them")
+        lines.append(
+            f"- The real patients behind each image ({who}) are recorded in a private file that its maker keeps apart "
+            "from this dataset, to measure leakage (`latentwalk evaluate --private`); it is not part of the dataset."
+        )
     return lines
+
+
+_SIDECAR_TEXT = {
+    "ksame-groups": "the members of its k-same groups, weighted by the image's place on the path",
+    "identity-guide": "the training patient the identity guide finds most alike at each end of its path",
+}

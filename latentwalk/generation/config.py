@@ -21,6 +21,7 @@ __all__ = [
     "WITHHELD",
     "PATH_FIELDS",
     "FLAT",
+    "RECORDED_IF_SET",
     "GateConfig",
     "GenerateConfig",
     "parse_keep",
@@ -99,6 +100,8 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "optim_steps": ("plan", "optim_steps"),
     "lr": ("plan", "lr"),
     "weights": ("plan", "weights"),
+    "privacy_loss": ("plan", "privacy_loss"),
+    "verification_margin": ("plan", "verification_margin"),
     "chunk": (None, "chunk"),
     "k": ("ksame", "k"),
     "ksame_method": ("ksame", "method"),
@@ -115,6 +118,9 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "amp": (None, "amp"),
 }
 _FLAT_NAME = {(sub, name): flat for flat, (sub, name) in FLAT.items() if sub is not None}
+# Options added after runs were recorded without them: the record holds them only away from these defaults, so that a
+# record written before they existed is the record of the same run now (and an unfinished run of then resumes).
+RECORDED_IF_SET: dict[str, Any] = {"privacy_loss": "kl_uniform", "verification_margin": None}
 _NESTED = {"plan": PlanConfig, "ksame": KSameConfig, "gate": GateConfig}
 
 
@@ -123,9 +129,10 @@ class GenerateConfig(StageConfig):
     """Options of ``latentwalk generate``; the single source of defaults for the API, the TOML file and the flags.
 
     Nested as the TOML file is: ``plan`` (:class:`~latentwalk.paths.PlanConfig`: ``n_steps``, ``optim_steps``, ``lr``,
-    ``weights``), ``ksame`` (:class:`~latentwalk.ksame.KSameConfig`: ``k``, ``method``, ``spread``) and ``gate``
-    (:class:`GateConfig`); each checks its own fields. :meth:`from_dict` and :meth:`to_dict` speak the flat option
-    names of the flags and of ``run.json`` (:data:`FLAT`: ``optim_steps``, ``ksame_method``, ``gate_space``, ...).
+    ``weights``, ``privacy_loss``, ``verification_margin``), ``ksame`` (:class:`~latentwalk.ksame.KSameConfig`:
+    ``k``, ``method``, ``spread``) and ``gate`` (:class:`GateConfig`); each checks its own fields. :meth:`from_dict`
+    and :meth:`to_dict` speak the flat option names of the flags and of ``run.json`` (:data:`FLAT`: ``optim_steps``,
+    ``ksame_method``, ``gate_space``, ...).
     """
 
     STAGE: ClassVar[str] = "generate"
@@ -147,7 +154,8 @@ class GenerateConfig(StageConfig):
     device: str = "auto"  # auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps
     amp: bool | None = None  # plan/ksame-plan: bfloat16 autocast; None = on for CUDA, off elsewhere
     plan: PlanConfig = field(default_factory=_default_plan)  # the path: n_steps (points per path, endpoints
-    # included; linear too), and for plan/ksame-plan optim_steps (PLAN's reference: 500), lr, weights
+    # included; linear too), and for plan/ksame-plan optim_steps (PLAN's reference: 500), lr, weights, privacy_loss,
+    # verification_margin
     ksame: KSameConfig = field(default_factory=KSameConfig)  # ksame/ksame-plan: k, method, spread
     gate: GateConfig = field(default_factory=GateConfig)  # the privacy gate and the label gate
 
@@ -155,8 +163,8 @@ class GenerateConfig(StageConfig):
         for name, kind in _NESTED.items():
             if not isinstance(getattr(self, name), kind):
                 raise ConfigError(f"{name} must be a {kind.__name__}, got {type(getattr(self, name)).__name__}")
-        _check_owned(self.plan, ("n_steps", "optim_steps", "lr", "weights", "log_every"), "plan",
-                     "chunk and amp are GenerateConfig's own")  # fmt: skip
+        _check_owned(self.plan, ("n_steps", "optim_steps", "lr", "weights", "privacy_loss", "verification_margin",
+                                 "log_every"), "plan", "chunk and amp are GenerateConfig's own")  # fmt: skip
         _check_owned(self.ksame, ("k", "method", "spread"), "ksame", "")
         for name in ("per_label", "paths_per_item", "max_rounds"):
             value = getattr(self, name)
@@ -189,7 +197,13 @@ class GenerateConfig(StageConfig):
         parse_keep(self.keep, self.plan.n_steps)  # raises on a bad selection
 
     def to_dict(self) -> dict[str, Any]:
-        """The flat record (:data:`FLAT`'s names and order), as ``run.json`` and the resume check read it."""
+        """The flat record (:data:`FLAT`'s names and order), as ``run.json`` and the resume check read it; the options
+        of :data:`RECORDED_IF_SET` only where they differ from its defaults (a missing one is its default)."""
+        flat = self.flat_options()
+        return {k: v for k, v in flat.items() if k not in RECORDED_IF_SET or v != RECORDED_IF_SET[k]}
+
+    def flat_options(self) -> dict[str, Any]:
+        """Every flat option (:data:`FLAT`'s names and order), defaults included: the flags' list."""
         return {flat: getattr(self if sub is None else getattr(self, sub), name) for flat, (sub, name) in FLAT.items()}
 
     @classmethod
@@ -250,7 +264,14 @@ PATH_FIELDS = ("guides", "data", "latents")  # resolved against the TOML file's 
 
 # The tables of a TOML run file: table -> {key in the table: GenerateConfig field (= flag name)}.
 TABLES: dict[str, dict[str, str]] = {
-    "plan": {"optim_steps": "optim_steps", "lr": "lr", "weights": "weights", "amp": "amp"},
+    "plan": {
+        "optim_steps": "optim_steps",
+        "lr": "lr",
+        "weights": "weights",
+        "privacy_loss": "privacy_loss",
+        "verification_margin": "verification_margin",
+        "amp": "amp",
+    },
     "ksame": {"k": "k", "method": "ksame_method", "spread": "ksame_spread"},
     "gate": {
         "space": "gate_space",

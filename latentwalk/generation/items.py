@@ -32,6 +32,7 @@ __all__ = [
     "from_uint8",
     "distinct_pairs",
     "per_item",
+    "endpoint_patients",
 ]
 
 SAMPLE_BATCH = 64  # endpoint draws per pass (fixed: the drawn points depend on it)
@@ -76,6 +77,10 @@ class Context:
     centroids: dict[int, Tensor] = field(default_factory=dict)  # ksame/ksame-plan: per label [groups, ...]
     pairs: dict[int, Tensor] = field(default_factory=dict)  # ksame-plan: per label [pairs, 2] distinct group pairs
     ksame_summary: dict[str, Any] | None = None
+    # In memory only, for the private sidecar (latentwalk.generation.sidecar); never written into the output folder:
+    members: dict[int, tuple[tuple[str, ...], ...]] = field(default_factory=dict)  # ksame*: per label, per group,
+    # the identities of its patients (the centroids' order)
+    patients: tuple[str, ...] = ()  # linear/plan: the identity guide's classes (latentwalk.guides.identity_classes)
 
 
 def per_item(ctx: Context) -> int:
@@ -163,8 +168,10 @@ def run_item(ctx: Context, item: Item) -> dict[str, Tensor]:
         cents = ctx.centroids[item.label][list(item.groups)]  # [g, ...]
         paths = cents[:, None]  # one "path" of one point per group
         keep: Sequence[int] = (0,)
+        ends = None
     else:
         w_a, w_b = endpoints(ctx, item, gen)
+        ends = torch.stack([w_a, w_b], 1) if cfg.method in ("linear", "plan") else None  # [P, 2, ...] sampled
         if cfg.method == "linear" or cfg.plan.optim_steps == 0:
             paths = linear_paths(w_a, w_b, cfg.plan.n_steps)
         else:
@@ -194,7 +201,31 @@ def run_item(ctx: Context, item: Item) -> dict[str, Tensor]:
         ok = ok & labelled
     record["accepted"] = ok.to(torch.uint8)
     record["images"] = u8[ok.to(u8.device)].cpu().contiguous()
+    if ends is not None:
+        record["endpoint_patient"], record["endpoint_confidence"] = endpoint_patients(ctx, ends)
     return record
+
+
+def endpoint_patients(ctx: Context, ends: Tensor) -> tuple[Tensor, Tensor]:
+    """The training patient the identity guide rates most likely at each end of each path, and that probability.
+
+    Sampled endpoints show no real patient by construction; this is the patient they look most like to the guide,
+    for the private sidecar. Indices only (classes of :func:`latentwalk.guides.identity_classes`), never names.
+
+    Args:
+        ends: the two ends of each path ``[P, 2, w_dim]`` or ``[P, 2, num_ws, w_dim]``.
+
+    Returns:
+        ``(patient index [P, 2] int64, its softmax probability [P, 2] float32)``, on the CPU.
+    """
+    from latentwalk.paths import render_paths
+
+    images = render_paths(ctx.G, ends.contiguous(), chunk=ctx.chunk)  # [P, 2, C, R, R]
+    seen = from_uint8(to_uint8(images.flatten(0, 1))).to(ctx.device)  # the bytes an image there would have
+    with torch.no_grad():
+        prob = torch.cat([ctx.guides.identity(part).float().softmax(1) for part in seen.split(ctx.chunk)])
+    conf, who = prob.max(1)  # [2P]
+    return who.view(-1, 2).cpu(), conf.view(-1, 2).cpu()
 
 
 def to_uint8(images: Tensor) -> Tensor:

@@ -1,0 +1,238 @@
+"""The walk's privacy losses side by side (issue 14): KL-uniform (PLAN's reference), IRENE's plug-in mutual
+information, a verification hinge and HSIC, each as PLAN's privacy term, with Linear as the no-privacy baseline.
+
+    python benchmarks/bench_privacy_losses.py --benchmark tb --threads 1
+    python benchmarks/bench_privacy_losses.py --benchmark dr --threads 1
+    python benchmarks/bench_privacy_losses.py --benchmark tb --quick   # minutes: a smoke run, RESULTS.md untouched
+
+Reuses the dataset, guides and training latents of ``scripts/bench_paper.py`` (``benchmarks/results/<benchmark>/``;
+run that first), so the KL-uniform row is the paper table's PLAN row with a fresh set. Each row: ``latentwalk
+generate`` (method ``plan``, or ``linear``; gates off as in the paper table) with its private sidecar of the patients
+behind each image, then ``latentwalk evaluate`` with that sidecar: utility (TSTR), the independent verifier's match
+rate, ground-truth leakage, and the leakage estimate (plug-in MI between the verifier's predicted patient and the
+patients behind each image, with its permutation null; HSIC).
+
+Equal push: the losses live on different scales (KL is summed over 48 images per path, MI is one number in [0, 1]),
+so one weight would compare a loss with itself switched off. Each loss's privacy weight is set so that the norm of
+its gradient with respect to the path points, at the linear paths of a fixed sample of endpoints, equals that of
+KL-uniform at PLAN's weight 0.1 (the weights are printed in the table). The class and equidistance weights stay 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+KINDS = {"tb": "cxr", "dr": "fundus"}
+LOSSES = ("kl_uniform", "mi", "verification", "hsic")
+NAMES = {
+    "linear": "Linear (no privacy term)",
+    "kl_uniform": "PLAN, KL-uniform (reference)",
+    "mi": "PLAN, plug-in MI (IRENE)",
+    "verification": "PLAN, verification hinge",
+    "hsic": "PLAN, HSIC",
+}
+FULL = dict(per_label=100, optim_steps=100, eval_epochs=15, seeds=(0, 1, 2), mia_epochs=60, mia_shadows=4,
+            calibration_paths=16)  # fmt: skip
+QUICK = dict(per_label=4, optim_steps=2, eval_epochs=1, seeds=(0,), mia_epochs=2, mia_shadows=0,
+             calibration_paths=4)  # fmt: skip
+BASE_WEIGHT = 0.1  # PLAN's privacy weight for KL-uniform
+
+
+def privacy_grad_norm(loss: str, G: Any, guides: Any, n_paths: int, n_steps: int, seed: int) -> float:
+    """Norm of the privacy term's gradient w.r.t. the interior points of linear paths between sampled endpoints.
+
+    The same endpoints for every loss (seeded); labels alternate over the guide's classes; targets are the identity
+    guide's softmax at the endpoints, as ``plan_paths`` takes them when it is given none.
+    """
+    import torch.nn.functional as F
+
+    from latentwalk.endpoints import sample_w
+    from latentwalk.paths import (
+        PlanConfig,
+        classifier_input,
+        linear_paths,
+        reference_chunk_weights,
+        render_ws,
+        resolve_repeat_gray,
+    )
+    from latentwalk.privacy_losses import IMAGE_LOSSES, batch_privacy, image_privacy, interior_targets
+
+    gen = torch.Generator().manual_seed(seed)
+    n_labels = int(getattr(G, "c_dim", 0) or 0) or 1
+    ends = [sample_w(G, 2, generator=gen, label=i % n_labels if G.c_dim else None) for i in range(n_paths)]
+    w = torch.stack(ends)  # [P, 2, w_dim]
+    cfg = PlanConfig(repeat_gray=resolve_repeat_gray(None, guides.identity))
+    num_ws = int(G.num_ws)
+    id_net = guides.identity
+
+    def logits(points: torch.Tensor) -> torch.Tensor:  # [n, w_dim] -> [n, K]
+        return id_net(classifier_input(render_ws(G, points[:, None].expand(-1, num_ws, -1), None), cfg))
+
+    with torch.no_grad():
+        q_ends = F.softmax(logits(w.flatten(0, 1)).float(), dim=1).view(n_paths, 2, -1)  # [P, 2, K]
+    x = linear_paths(w[:, 0], w[:, 1], n_steps)[:, 1:-1].detach().requires_grad_(True)  # [P, n_int, w_dim]
+    n_int = x.shape[1]
+    q = interior_targets(q_ends, n_steps).flatten(0, 1)  # [P * n_int, K]
+    with torch.enable_grad():
+        lg = logits(x.flatten(0, 1))
+        if loss in IMAGE_LOSSES:
+            term = (reference_chunk_weights(n_int).repeat(n_paths) * image_privacy(loss, lg, q, None)).sum()
+        else:
+            term = batch_privacy(loss, lg, q) * n_paths  # the per-path scale plan_paths gives it
+        (grad,) = torch.autograd.grad(term, [x])
+    return float(grad.norm())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--benchmark", choices=sorted(KINDS), required=True)
+    parser.add_argument("--source", type=Path, default=None,
+                        help="bench_paper's folder with data/, guides/, latents-train.safetensors "
+                             "(default benchmarks/results/<benchmark>)")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=None, help="default benchmarks/results/privacy-losses-<benchmark>")
+    parser.add_argument("--losses", default=",".join(LOSSES), help="comma-separated subset of " + ",".join(LOSSES))
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="reuse finished synthetic sets")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    losses = [s for s in args.losses.split(",") if s]
+    unknown = sorted(set(losses) - set(LOSSES))
+    if unknown:
+        parser.error(f"unknown loss(es) {unknown}; expected some of {list(LOSSES)}")
+
+    import gan_zoo
+    from latentwalk.devices import resolve_device
+    from latentwalk.evaluate.run import EvalConfig, evaluate
+    from latentwalk.guides import load_guides
+    from latentwalk.pipeline import GenerateConfig, generate
+
+    sizes = QUICK if args.quick else FULL
+    kind = KINDS[args.benchmark]
+    source = args.source or ROOT / "benchmarks" / "results" / (args.benchmark + ("-quick" if args.quick else ""))
+    data_dir, guides_dir, latents = source / "data", source / "guides", source / "latents-train.safetensors"
+    for need in (data_dir / "dataset.json", guides_dir / "identity.json", latents):
+        if not need.is_file():
+            quick = " --quick" if args.quick else ""
+            sys.exit(f"error: {need} is missing; run scripts/bench_paper.py --benchmark {args.benchmark}{quick} "
+                     "first (this benchmark reuses its data, guides and latents)")  # fmt: skip
+    tag = f"privacy-losses-{args.benchmark}" + ("-quick" if args.quick else "")
+    out = args.out or ROOT / "benchmarks" / "results" / tag
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    device = resolve_device(args.device)
+    spec = f"demo:{kind}"
+    G = gan_zoo.load(spec, device=device)
+    guides = load_guides(guides_dir, device=device)
+    n_steps = GenerateConfig().plan.n_steps
+
+    t0 = time.perf_counter()
+    paths = sizes["calibration_paths"]
+    norms = {loss: privacy_grad_norm(loss, G, guides, paths, n_steps, args.seed) for loss in losses}
+    ref = norms.get("kl_uniform") or privacy_grad_norm("kl_uniform", G, guides, paths, n_steps, args.seed)
+    weights = {loss: BASE_WEIGHT * ref / norms[loss] if norms[loss] > 0 else BASE_WEIGHT for loss in losses}
+    calib_s = round(time.perf_counter() - t0, 1)
+    print("privacy weights (equal gradient norm to KL-uniform at 0.1):", json.dumps(weights), flush=True)
+
+    rows: list[tuple[str, str, dict[str, Any]]] = [("linear", "linear", {})]
+    rows += [(loss, "plan", {"privacy_loss": loss, "weights": [weights[loss], 1.0, 1.0]}) for loss in losses]
+    results: dict[str, Any] = {}
+    for n, (key, method, extra) in enumerate(rows):
+        row_dir = out / "rows" / key
+        gcfg = GenerateConfig.from_dict(dict(
+            gan=spec, guides=str(guides_dir), data=str(data_dir), latents=str(latents), method=method,
+            per_label=sizes["per_label"], optim_steps=sizes["optim_steps"], gate_threshold=0.0, label_gate=False,
+            seed=args.seed, device=args.device, endpoint_filter=not args.quick, **extra,
+        ))  # fmt: skip
+        t0 = time.perf_counter()
+        gen = generate(gcfg, row_dir / "synthetic", overwrite=not args.resume, private_dir=row_dir / "private")
+        gen_s = time.perf_counter() - t0
+        ecfg = EvalConfig(guides=str(guides_dir), spaces=("identity", "pixels"), utility_epochs=sizes["eval_epochs"],
+                          utility_seeds=sizes["seeds"], reid_epochs=sizes["eval_epochs"], utility_real=n == 0,
+                          verifier_epochs=4 * sizes["eval_epochs"], mia_epochs=sizes["mia_epochs"],
+                          mia_shadows=sizes["mia_shadows"], private=str(row_dir / "private"), seed=args.seed,
+                          device=args.device)  # fmt: skip
+        metrics = evaluate(data_dir, row_dir / "synthetic", row_dir / "evaluation", ecfg, overwrite=True).metrics
+        images = sum(gen.written.values())
+        results[key] = {"metrics": metrics, "images": images, "generate_seconds": round(gen_s, 1),
+                        "reused": bool(gen.already_done), "weights": extra.get("weights")}  # fmt: skip
+        print(f"  row {key}: {time.perf_counter() - t0:.0f}s", flush=True)
+
+    body = _table(args, results, weights, norms, calib_s, round(time.perf_counter() - started, 1), kind)
+    (out / "table.md").write_text(body + "\n")
+    (out / "metrics.json").write_text(json.dumps({"rows": results, "weights": weights, "grad_norms": norms}, indent=2))
+    print(body)
+    if not (args.quick or args.no_record):
+        from record import write_section
+
+        cmd = "python benchmarks/bench_privacy_losses.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        write_section(f"privacy-losses-{args.benchmark}", body, cmd=cmd)
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _table(args: Any, results: dict, weights: dict, norms: dict, calib_s: float, wall: float, kind: str) -> str:
+    header = ["row", "privacy weight", "images", "TSTR accuracy %", "verifier match rate: set / unseen",
+              "GT leakage: set / unseen", "leakage MI (normalised) [95 % CI]", "MI null 95th pct. / p",
+              "HSIC / p", "generate s / image"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * len(header)) + " |"]
+    for key, r in results.items():
+        m = r["metrics"]
+        u = m["utility"]
+        acc, sd = u["mean"].get("synthetic", {}).get("accuracy"), u["std"].get("synthetic", {}).get("accuracy")
+        v, g, lk = m.get("verification", {}), m.get("ground_truth", {}), m.get("leakage", {})
+        mi, hs = lk.get("mi", {}).get("soft", {}), lk.get("hsic", {})
+        ci = mi.get("ci95") or [None, None]
+        cells = [
+            NAMES[key],
+            "–" if r["weights"] is None else f"{r['weights'][0]:.3g}",
+            str(r["images"]),
+            "–" if acc is None else f"{100 * acc:.1f} ± {100 * (sd or 0):.1f}",
+            f"{_f(v.get('synthetic', {}).get('match_rate'))} / {_f(v.get('heldout', {}).get('match_rate'))}",
+            f"{_f(g.get('synthetic', {}).get('leak_fraction'))} / {_f(g.get('heldout', {}).get('heldout_fraction'))}",
+            f"{_f(mi.get('mi'), 4)} [{_f(ci[0], 4)}, {_f(ci[1], 4)}]",
+            f"{_f(mi.get('null_p95'), 4)} / {_f(mi.get('p_value'))}",
+            f"{_f(hs.get('hsic'), 4)} / {_f(hs.get('p_value'))}",
+            "–" if r["reused"] else f"{r['generate_seconds'] / max(r['images'], 1):.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    first = next(iter(results.values()))["metrics"]
+    real = first["utility"]["mean"].get("real", {}).get("accuracy")
+    return (
+        f"## Privacy losses of the walk ({args.benchmark.upper()}): phantom {kind} (default size), generator "
+        f"`demo:{kind}`\n\n"
+        f"Wall time {wall / 60:.1f} min (privacy-weight calibration {calib_s:.0f}s). Same dataset, guides, latents "
+        f"and sizes as the paper table (method `plan`, {(QUICK if args.quick else FULL)['optim_steps']} Adam steps, "
+        "gates off); only the privacy term changes. Privacy weight: set so that the term's gradient norm at the "
+        "linear paths of a fixed sample of endpoints equals KL-uniform's at 0.1 (gradient norms "
+        + ", ".join(f"{k} {v:.3g}" for k, v in norms.items())
+        + "). The walk's targets for MI, verification and HSIC: the identity guide's softmax at each endpoint. "
+        f"Real-trained TSTR accuracy: {_f(None if real is None else 100 * real, 1)} %. Verifier and GT leakage as in "
+        "the paper table (independent attacker; anatomy regressor). Leakage MI: plug-in mutual information between "
+        "the verifier's predicted patient (softmax over its scores) and the patients behind each image (the private "
+        "sidecar: for `plan`/`linear`, the training patient the identity guide rates most likely at each endpoint, "
+        "weighted by the path position), normalised by log K, with a bootstrap 95 % CI and a permutation null "
+        "(95th percentile, p-value); HSIC with its permutation p-value. Time per image on a shared 2-core CPU.\n\n"
+        + "\n".join(lines)
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""How much of the patients behind each synthetic image an independent attacker reads back from the image.
+
+Inputs, for the N synthetic images: Q ``[N, K]``, the patients behind each image with their weights (the private
+sidecar of ``latentwalk generate``, :mod:`latentwalk.generation.sidecar`), restricted to the K training patients the
+attacker knows and renormalised; and P ``[N, K]``, the attacker's belief about which of them each image shows
+(:mod:`latentwalk.evaluate.verifier`: the softmax over patients of its best same-patient logits).
+
+* **Mutual information** (the plug-in estimator of IRENE: Tartaglione, "Information removal at the bottleneck in
+  deep neural networks", BMVC 2022): the joint ``J = QᵀP / N`` of the patient
+  behind an image ``s`` and the patient the attacker sees ``ŝ``, and ``I = Σ J log(J / (p(s) p(ŝ))) / log K`` with
+  the marginals ``p(s) = Σ_ŝ J``, ``p(ŝ) = Σ_s J``. ``I`` is in [0, 1]: 0 when the attacker's reading is
+  independent of who is behind the image, 1 when it names the patient behind every image and all K patients are
+  behind equally many. Reported for the soft P and for the hard plug-in (P one-hot at the attacker's top patient).
+  The plug-in estimate is biased upwards with few images per cell of the K x K table, so it is read against a
+  **permutation null**: the rows of Q are shuffled across images (the same marginals, no dependence), seeded; the
+  report gives the null's mean and 95th percentile and the p-value ``(1 + #{null >= I}) / (1 + permutations)``. A
+  **bootstrap** over images (resampled with replacement, seeded) gives a basic 95 % interval (``2I`` minus the
+  resamples' quantiles, in [0, 1]: a resample repeats images, which raises the plug-in, and the basic interval
+  carries that bias over instead of shifting the interval up); ``excess`` is ``I`` minus the null's mean.
+* **HSIC** (unbiased estimator of Song, Smola, Gretton, Bedo, Borgwardt, "Feature selection via dependence
+  maximization", JMLR 13, 2012, eq. 5) between the attacker's embedding of each image (Gaussian kernel, bandwidth the
+  median pairwise distance) and Q (linear kernel ``QQᵀ``: the overlap of the patients behind two images), with its
+  own permutation p-value and the normalised value ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))``. It needs no
+  attacker's guess of a patient, only its representation. At most ``HSIC_MAX_IMAGES`` images (a seeded subset).
+
+Implemented from the formulas, not compared numerically with a reference implementation. Every figure comes from a
+``torch.Generator`` seeded by the caller; no patient identifier enters the result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from latentwalk.errors import DataError
+
+__all__ = [
+    "PERMUTATIONS",
+    "BOOTSTRAP",
+    "HSIC_MAX_IMAGES",
+    "patient_matrix",
+    "joint",
+    "normalised_mi",
+    "hsic_unbiased",
+    "gaussian_kernel",
+    "leakage",
+    "estimate_leakage",
+]
+
+PERMUTATIONS = 200  # shuffles of the images' Q rows for each null distribution
+BOOTSTRAP = 200  # resamples of the images for the confidence interval
+HSIC_MAX_IMAGES = 2000  # HSIC works on [m, m] kernels: a seeded subset of at most this many images
+
+
+def patient_matrix(behind: Sequence[Mapping[str, float]], patients: Sequence[str]) -> tuple[Tensor, Tensor, Tensor]:
+    """Q restricted to ``patients`` (the attacker's columns), each row renormalised to sum 1.
+
+    Args:
+        behind: per image, ``{identity: weight}`` (a sidecar's ``images``).
+        patients: the attacker's patients in column order.
+
+    Returns:
+        ``(Q [N', K] sparse COO float64 of the images with any weight on a known patient, their row indices [N']
+        into ``behind``, the share of each image's weight on known patients [N] float64)``.
+    """
+    column = {p: j for j, p in enumerate(patients)}
+    rows, cols, vals, kept = [], [], [], []
+    known = torch.zeros(len(behind), dtype=torch.float64)
+    for i, weights in enumerate(behind):
+        total = sum(float(w) for w in weights.values())
+        inside = [(column[p], float(w)) for p, w in weights.items() if p in column and float(w) > 0]
+        mass = sum(w for _, w in inside)
+        known[i] = mass / total if total > 0 else 0.0
+        if mass <= 0:
+            continue
+        row = len(kept)
+        kept.append(i)
+        for j, w in inside:
+            rows.append(row)
+            cols.append(j)
+            vals.append(w / mass)
+    index = torch.tensor([rows, cols], dtype=torch.long).reshape(2, -1)
+    shape = (len(kept), len(patients))
+    q = torch.sparse_coo_tensor(index, torch.tensor(vals, dtype=torch.float64), shape, check_invariants=False)
+    return q.coalesce(), torch.tensor(kept, dtype=torch.long), known
+
+
+def joint(q: Tensor, p: Tensor, order: Tensor | None = None, counts: Tensor | None = None) -> Tensor:
+    """``J = QᵀP / N`` ``[K, K]`` float64: row ``s`` = patient behind, column ``ŝ`` = patient the attacker sees.
+
+    Args:
+        q: ``[N, K]`` sparse COO (coalesced) or dense; rows sum to 1.
+        p: ``[N, K]`` dense float64 with rows summing to 1, or ``[N]`` int64 the attacker's top patient (one-hot P).
+        order: optional ``[N]`` permutation: image ``i``'s Q row is paired with P row ``order[i]`` (a null draw).
+        counts: optional ``[N]`` multiplicities of the images (a bootstrap draw); they sum to N.
+    """
+    q = q if q.is_sparse else q.to_sparse()
+    n, k = q.shape
+    img, pat = q.indices()
+    val = q.values()
+    if order is not None:
+        img = order[img]
+    if counts is not None:
+        val = val * counts.to(val.dtype)[img]
+    if p.dtype == torch.long:  # one-hot P: add each weight to its cell, no product needed
+        return torch.zeros(k * k, dtype=torch.float64).index_add_(0, pat * k + p[img], val).view(k, k) / n
+    qt = torch.sparse_coo_tensor(torch.stack([pat, img]), val, (k, n), check_invariants=False)
+    return torch.sparse.mm(qt, p) / n
+
+
+def normalised_mi(j: Tensor) -> float:
+    """``Σ J log(J / (p(s) p(ŝ))) / log K`` of a joint ``[K, K]`` that sums to 1; in [0, 1]."""
+    k = j.shape[0]
+    if k < 2:
+        raise DataError(f"mutual information over {k} patient(s) is undefined; the attacker must know two or more")
+    ps, pc = j.sum(1), j.sum(0)
+    s, c = torch.nonzero(j > 0, as_tuple=True)
+    cell = j[s, c]
+    value = float((cell * (cell.log() - ps[s].log() - pc[c].log())).sum()) / math.log(k)
+    return min(1.0, max(0.0, value))
+
+
+def gaussian_kernel(x: Tensor) -> tuple[Tensor, float]:
+    """``exp(-|x_i - x_j|² / (2 σ²))`` ``[m, m]`` float64, σ the median distance between distinct rows (1 if 0)."""
+    x = x.double().flatten(1)
+    d2 = torch.cdist(x, x).pow(2)
+    off = d2[~torch.eye(len(x), dtype=torch.bool)]
+    sigma = float(off.sqrt().median()) if off.numel() else 1.0
+    sigma = sigma if sigma > 0 else 1.0
+    return torch.exp(-d2 / (2 * sigma**2)), sigma
+
+
+def _hsic_parts(k: Tensor, l: Tensor) -> tuple[Tensor, Tensor, int]:  # noqa: E741
+    """The zero-diagonal kernels of the unbiased estimator and m."""
+    m = k.shape[0]
+    if m < 4:
+        raise DataError(f"unbiased HSIC needs 4 or more images, got {m}")
+    kt, lt = k.clone(), l.clone()
+    kt.fill_diagonal_(0)
+    lt.fill_diagonal_(0)
+    return kt, lt, m
+
+
+def _hsic(kt: Tensor, lt: Tensor, m: int, order: Tensor | None = None) -> float:
+    """Song et al. 2012, eq. 5, on zero-diagonal kernels; ``order`` permutes the images of ``lt``."""
+    if order is not None:
+        lt = lt.index_select(0, order).index_select(1, order)  # (much faster than lt[order][:, order])
+    trace = (kt * lt).sum()  # tr(K̃L̃) for symmetric kernels
+    cross = kt.sum(1) @ lt.sum(1)  # 1ᵀK̃L̃1
+    value = trace + kt.sum() * lt.sum() / ((m - 1) * (m - 2)) - 2 * cross / (m - 2)
+    return float(value / (m * (m - 3)))
+
+
+def hsic_unbiased(k: Tensor, l: Tensor) -> float:  # noqa: E741
+    """Unbiased HSIC of two kernel matrices ``[m, m]`` (m >= 4); ~0 for independent samples."""
+    return _hsic(*_hsic_parts(k.double(), l.double()))
+
+
+def _sig6(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def _p_value(value: float, null: Tensor) -> float:
+    """``(1 + #{null >= value}) / (1 + draws)``: never 0; a tie (within float noise) counts against the value."""
+    tol = 1e-9 * max(1.0, abs(value))
+    return round((1 + int((null >= value - tol).sum())) / (1 + len(null)), 6)
+
+
+def _null_summary(value: float, null: Tensor) -> dict[str, float]:
+    return {
+        "null_mean": round(float(null.mean()), 6),
+        "null_p95": round(float(torch.quantile(null, 0.95)), 6),
+        "p_value": _p_value(value, null),
+    }
+
+
+def _interval(value: float, draws: Tensor) -> list[float]:
+    """The basic (pivotal) bootstrap 95 % interval ``[2v - q97.5, 2v - q2.5]`` in [0, 1]: unlike the percentile
+    interval it carries the plug-in's upward bias over (a resample repeats images, which raises the estimate)."""
+    lo, hi = 2 * value - float(torch.quantile(draws, 0.975)), 2 * value - float(torch.quantile(draws, 0.025))
+    return [round(min(1.0, max(0.0, lo)), 6), round(min(1.0, max(0.0, hi)), 6)]
+
+
+def _mi_figures(q: Tensor, p: Tensor, permutations: int, bootstrap: int, gen: torch.Generator) -> dict[str, Any]:
+    """Soft and hard plug-in MI with their permutation nulls and bootstrap intervals."""
+    n = p.shape[0]
+    views = {"soft": p, "hard": p.argmax(1)}  # hard: the attacker's top patient (P one-hot)
+    value = {name: normalised_mi(joint(q, view)) for name, view in views.items()}
+    null: dict[str, list[float]] = {name: [] for name in views}
+    boot: dict[str, list[float]] = {name: [] for name in views}
+    for _ in range(permutations):
+        order = torch.randperm(n, generator=gen)
+        for name, view in views.items():
+            null[name].append(normalised_mi(joint(q, view, order=order)))
+    for _ in range(bootstrap):
+        counts = torch.bincount(torch.randint(n, (n,), generator=gen), minlength=n)
+        for name, view in views.items():
+            boot[name].append(normalised_mi(joint(q, view, counts=counts)))
+    out: dict[str, Any] = {}
+    for name in views:
+        figures = _null_summary(value[name], torch.tensor(null[name], dtype=torch.float64))
+        out[name] = {"mi": round(value[name], 6), **figures,
+                     "excess": round(value[name] - figures["null_mean"], 6),
+                     "ci95": _interval(value[name], torch.tensor(boot[name], dtype=torch.float64))}  # fmt: skip
+    return out
+
+
+def _hsic_figures(q: Tensor, embedding: Tensor, permutations: int, gen: torch.Generator) -> dict[str, Any]:
+    """Unbiased HSIC between the attacker's embedding (Gaussian kernel) and Q (linear kernel), with its null."""
+    n = q.shape[0]
+    if n < 4:
+        return {"skipped": f"unbiased HSIC needs 4 or more images, got {n}"}
+    subset = torch.randperm(n, generator=gen)[:HSIC_MAX_IMAGES].sort().values if n > HSIC_MAX_IMAGES else None
+    qd = q.to_dense() if q.is_sparse else q
+    emb = embedding
+    if subset is not None:
+        qd, emb = qd[subset], emb[subset]
+    k, sigma = gaussian_kernel(emb)
+    kt, lt, m = _hsic_parts(k, qd @ qd.T)
+    value = _hsic(kt, lt, m)
+    self_k, self_l = _hsic(kt, kt, m), _hsic(lt, lt, m)
+    scale = math.sqrt(self_k * self_l) if self_k > 0 and self_l > 0 else math.nan
+    null = torch.tensor([_hsic(kt, lt, m, torch.randperm(m, generator=gen)) for _ in range(permutations)])
+    return {
+        "hsic": _sig6(value),
+        "normalised": round(value / scale, 6) if math.isfinite(scale) else None,
+        "null_mean": _sig6(float(null.mean())),
+        "null_p95": _sig6(float(torch.quantile(null.double(), 0.95))),
+        "p_value": _p_value(value, null),
+        "bandwidth": _sig6(sigma),
+        "images": m,
+    }
+
+
+def leakage(
+    q: Tensor,
+    p: Tensor,
+    embedding: Tensor,
+    *,
+    permutations: int = PERMUTATIONS,
+    bootstrap: int = BOOTSTRAP,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """MI (soft and hard) and HSIC between the patients behind the images and the attacker's view of them.
+
+    Args:
+        q: ``[N, K]`` patients behind each image (rows sum to 1), sparse COO or dense.
+        p: ``[N, K]`` the attacker's probability of each patient per image (rows sum to 1).
+        embedding: ``[N, D]`` the attacker's embedding of each image (for HSIC).
+        permutations: null draws (each of MI and HSIC); bootstrap: resamples for the MI intervals.
+        seed: seeds every draw.
+
+    Returns:
+        JSON-ready ``{"mi": {"soft": {...}, "hard": {...}}, "hsic": {...}}``: per MI ``mi``, ``null_mean``,
+        ``null_p95``, ``p_value``, ``ci95``; for HSIC ``hsic``, ``normalised``, its null and p-value, ``bandwidth``
+        and ``images``.
+
+    Raises:
+        DataError: fewer than two images or two patients, or mismatched shapes.
+    """
+    if q.shape != p.shape or embedding.shape[0] != p.shape[0]:
+        raise DataError(f"Q {list(q.shape)}, P {list(p.shape)} and the embedding {list(embedding.shape)} disagree")
+    if p.shape[0] < 2:
+        raise DataError(
+            f"the leakage estimate needs 2 or more images with a known patient behind them, got {p.shape[0]}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    mi = _mi_figures(q, p.double(), permutations, bootstrap, gen)
+    return {"mi": mi, "hsic": _hsic_figures(q, embedding, permutations, gen)}
+
+
+def estimate_leakage(
+    behind: Sequence[Mapping[str, float]],
+    patients: Sequence[str],
+    logits: Tensor,
+    embedding: Tensor,
+    *,
+    permutations: int = PERMUTATIONS,
+    bootstrap: int = BOOTSTRAP,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """:func:`leakage` from a sidecar's patients and the attacker's logits (softmax over patients gives P).
+
+    Args:
+        behind: per synthetic image, ``{identity: weight}`` (:func:`latentwalk.generation.sidecar.read_sidecar`).
+        patients: the attacker's training patients in its column order.
+        logits: ``[N, K]`` the attacker's best same-patient logit of each image against each patient.
+        embedding: ``[N, D]`` the attacker's embedding of each image.
+
+    Returns:
+        :func:`leakage`'s figures, with ``images`` (used), ``images_without_known_patient`` (no weight on a
+        training patient: left out), ``known_weight`` (mean share of the weight on training patients), ``patients``
+        (K) and how P was formed; or ``{"skipped": reason}`` when fewer than two images remain.
+    """
+    if logits.shape != (len(behind), len(patients)):
+        raise DataError(f"attacker logits {list(logits.shape)} do not match {len(behind)} images x {len(patients)} "
+                        "patients")  # fmt: skip
+    q, kept, known = patient_matrix(behind, patients)
+    counts = {
+        "images": len(kept),
+        "images_without_known_patient": len(behind) - len(kept),
+        "known_weight": round(float(known.mean()), 6) if len(known) else 0.0,
+        "patients": len(patients),
+    }
+    if len(kept) < 2 or len(patients) < 2:
+        return {"skipped": "fewer than two synthetic images have a training patient behind them", **counts}
+    p = logits[kept].double().softmax(1)
+    figures = leakage(q, p, embedding[kept], permutations=permutations, bootstrap=bootstrap, seed=seed)
+    attacker = "softmax over patients of the verifier's best same-patient logits (hard: its top patient)"
+    return {**counts, **figures, "permutations": permutations, "bootstrap": bootstrap, "seed": seed,
+            "attacker_distribution": attacker}  # fmt: skip

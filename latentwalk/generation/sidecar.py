@@ -1,0 +1,217 @@
+"""The private sidecar of ``latentwalk generate``: the real patients behind each synthetic image.
+
+The shareable output folder holds no patient identifier. The data holder may still want to know, per synthetic
+image, which real patients it came from, to measure afterwards how much of them an attacker can read back from the
+image (``latentwalk evaluate --private``, :mod:`latentwalk.evaluate.leakage`). That record names real patients, so
+it is written *outside* the output folder: by default to the sibling folder ``<OUT>.private/patients.json``
+(``generate(private_dir=...)`` chooses another folder; never one inside ``OUT``), readable by its owner only, and
+recorded as latentwalk's in the folder's ``.latentwalk-files.json`` (:mod:`latentwalk.outputs`): a file there that
+latentwalk did not write is never replaced. Neither its path nor its content enters ``run.json`` or the card.
+
+Who is behind an image (``source``):
+
+* ``"ksame-groups"`` (``ksame``, ``ksame-plan``): the endpoints are means of k-same groups, so the patients behind an
+  image are the members of its groups. The image at step ``s`` of a path from group A to group B (``t = s / (n_steps
+  - 1)``) gives each member of A the weight ``(1 - t) / |A|`` and each member of B ``t / |B|``; a ``ksame`` image
+  gives each member of its group ``1 / |group|``.
+* ``"identity-guide"`` (``linear``, ``plan``): the endpoints are sampled from the generator, so no real patient is
+  behind them by construction. Recorded instead is the training patient the identity guide rates most likely at
+  each endpoint (with that probability), weighted ``1 - t`` and ``t``: a proxy, not a provenance.
+
+Format (JSON, key-sorted)::
+
+    {"format": "latentwalk.private-patients", "format_version": 1, "method": "ksame-plan",
+     "source": "ksame-groups", "run_fingerprint": "<run.json's fingerprint>", "private": "<a warning>",
+     "images": {"s0_000001": {"patients": {"<identity>": 0.25, ...}, "t": 0.333333}, ...}}
+
+``images`` is keyed by the manifest's ids: the sidecar is written by the same merge that decides them, from the
+work items a resumed run reads back, so it matches ``manifest.csv`` of the finished run. Entries of the identity
+guide add ``endpoint_confidence`` (its probability for the patient at each end). Weights of an image sum to 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from latentwalk.errors import ConfigError, DataError
+from latentwalk.generation.items import Context, Item
+from latentwalk.io import atomic_write_bytes, read_json_dict, read_versioned_json, sha256_file
+from latentwalk.outputs import LEDGER, check_apart, claim_file, record_file
+
+__all__ = [
+    "SIDECAR_FORMAT",
+    "SIDECAR_FORMAT_VERSION",
+    "SIDECAR_FILE",
+    "SOURCES",
+    "sidecar_path",
+    "sidecar_source",
+    "check_sidecar",
+    "patients_behind",
+    "write_sidecar",
+    "read_sidecar",
+]
+
+SIDECAR_FORMAT = "latentwalk.private-patients"
+SIDECAR_FORMAT_VERSION = 1
+SIDECAR_FILE = "patients.json"
+PRIVATE_SUFFIX = ".private"  # the default folder: <OUT>.private beside the output folder
+SOURCES = {"ksame": "ksame-groups", "ksame-plan": "ksame-groups", "linear": "identity-guide", "plan": "identity-guide"}
+_WARNING = (
+    "PRIVATE: names the real patients behind each synthetic image. Keep it with the real data; never share it with "
+    "the synthetic dataset."
+)
+
+
+def sidecar_path(out: str | os.PathLike, private_dir: str | os.PathLike | None = None) -> Path:
+    """Where the sidecar of the output folder ``out`` goes: ``private_dir/patients.json``, by default
+    ``<OUT>.private/patients.json`` beside ``out``."""
+    if private_dir is not None:
+        return Path(private_dir) / SIDECAR_FILE
+    absolute = Path(os.path.abspath(out))
+    return absolute.with_name(absolute.name + PRIVATE_SUFFIX) / SIDECAR_FILE
+
+
+def sidecar_source(method: str) -> str:
+    """``"ksame-groups"`` or ``"identity-guide"``: who the sidecar of ``method`` names (module docstring)."""
+    if method not in SOURCES:
+        raise ConfigError(f'unknown generation method "{method}"; expected one of {", ".join(SOURCES)}')
+    return SOURCES[method]
+
+
+def _ours(path: Path) -> bool:
+    """``path`` is a file latentwalk wrote and nobody changed since (its ledger entry, :mod:`latentwalk.outputs`)."""
+    files = (read_json_dict(path.parent / LEDGER) or {}).get("files")
+    if not isinstance(files, dict) or path.name not in files:
+        return False
+    return files[path.name] == sha256_file(path)
+
+
+def check_sidecar(
+    path: Path, out: str | os.PathLike, *, replace: bool, inputs: Mapping[str, str | os.PathLike | None]
+) -> None:
+    """Refuse, before any work, a sidecar path inside the output folder or an input, or one that is taken.
+
+    Args:
+        path: the sidecar file (:func:`sidecar_path`).
+        out: the shareable output folder; the sidecar must lie outside it.
+        replace: an earlier sidecar of latentwalk's may be replaced (``overwrite``, or a resumed run).
+        inputs: name -> path of what the run reads (the sidecar stays apart from each).
+
+    Raises:
+        ConfigError: one line: inside ``out`` or an input, a file there latentwalk did not write (or that changed
+            since), an earlier sidecar without ``replace``, a folder in the way, an unwritable place.
+    """
+    real_out, real = Path(os.path.realpath(out)), Path(os.path.realpath(path))
+    if real_out == real or real_out in real.parents:
+        raise ConfigError(
+            f"the private sidecar {path} would lie inside the shareable output folder {out}; choose a private folder "
+            "outside it (private_dir / --private-dir)"
+        )
+    check_apart(path, inputs, what="private sidecar")
+    if path.is_file() and not _ours(path):
+        raise ConfigError(
+            f"{path} exists and latentwalk did not write it; move it away or choose another private folder "
+            "(private_dir / --private-dir)"
+        )
+    claim_file(path, overwrite=replace, inputs=inputs)
+
+
+def _weights(parts: Sequence[tuple[Sequence[str], float]]) -> dict[str, float]:
+    """``{identity: weight}`` from ``(patients, share)`` parts, each share split evenly among its patients."""
+    out: dict[str, float] = {}
+    for patients, share in parts:
+        for patient in patients:
+            out[patient] = out.get(patient, 0.0) + share / len(patients)
+    return {p: round(w, 9) for p, w in sorted(out.items()) if w > 0}
+
+
+def patients_behind(ctx: Context, item: Item, rec: Mapping[str, Tensor], c: int) -> dict[str, Any]:
+    """The sidecar entry of candidate ``c`` of ``item`` (its work record ``rec``): the patients behind the image.
+
+    Raises:
+        DataError: a ``linear``/``plan`` work item written before endpoints were rated (an older latentwalk).
+    """
+    cfg = ctx.cfg
+    path_no, step = int(rec["path"][c]), int(rec["step"][c])
+    if cfg.method == "ksame":
+        return {"patients": _weights([(ctx.members[item.label][item.groups[path_no]], 1.0)])}
+    t = step / (cfg.plan.n_steps - 1) if cfg.plan.n_steps > 1 else 0.0
+    if cfg.method == "ksame-plan":
+        a, b = ctx.pairs[item.label][item.groups[path_no]].tolist()
+        groups = ctx.members[item.label]
+        return {"patients": _weights([(groups[a], 1.0 - t), (groups[b], t)]), "t": round(t, 6)}
+    if "endpoint_patient" not in rec:
+        raise DataError(
+            f"work item {item.name} was written by an older latentwalk without its endpoints' patients; delete "
+            f"OUT/.work/items/{item.name}.safetensors and rerun to recompute it"
+        )
+    a, b = rec["endpoint_patient"][path_no].tolist()
+    entry: dict[str, Any] = {"patients": _weights([((ctx.patients[a],), 1.0 - t), ((ctx.patients[b],), t)])}
+    entry["t"] = round(t, 6)
+    entry["endpoint_confidence"] = [round(float(x), 6) for x in rec["endpoint_confidence"][path_no]]
+    return entry
+
+
+def write_sidecar(path: Path, *, method: str, fingerprint: str, images: Mapping[str, dict[str, Any]]) -> None:
+    """Write the sidecar atomically, readable by its owner only, and record it as latentwalk's
+    (call :func:`check_sidecar` first).
+
+    Args:
+        path: the sidecar file.
+        method: the generation method.
+        fingerprint: the run's fingerprint (as in its ``run.json``), which ties the sidecar to the run.
+        images: manifest id -> :func:`patients_behind` entry, for every written image.
+    """
+    record = {
+        "format": SIDECAR_FORMAT,
+        "format_version": SIDECAR_FORMAT_VERSION,
+        "private": _WARNING,
+        "method": method,
+        "source": sidecar_source(method),
+        "run_fingerprint": fingerprint,
+        "images": dict(images),
+    }
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)  # a folder of our own: its owner only
+    atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    os.chmod(path, 0o600)
+    record_file(path)
+
+
+def read_sidecar(path: str | os.PathLike, ids: Sequence[str], fingerprint: str | None = None) -> dict[str, Any]:
+    """Read a sidecar (its file, or the folder holding ``patients.json``) for the synthetic images ``ids``.
+
+    Args:
+        path: ``patients.json`` or its folder.
+        ids: the manifest ids of the synthetic images, in order.
+        fingerprint: the synthetic set's run fingerprint (its ``run.json``), when it has one: must match.
+
+    Returns:
+        The sidecar's record, with ``images`` reduced to ``ids`` in their order (a list of ``{identity: weight}``).
+
+    Raises:
+        DataError: not a sidecar, another run's sidecar, or ids the sidecar does not name.
+    """
+    path = Path(path)
+    file = path / SIDECAR_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise DataError(f"no private sidecar at {file}; pass the patients.json latentwalk generate wrote")
+    fix = "pass the patients.json latentwalk generate wrote"
+    record = read_versioned_json(file, SIDECAR_FORMAT, SIDECAR_FORMAT_VERSION, what="private sidecar", fix=fix)
+    if fingerprint is not None and record.get("run_fingerprint") != fingerprint:
+        raise DataError(f"the private sidecar {file} belongs to another generate run than the synthetic set; pass "
+                        "the one written with it")  # fmt: skip
+    images = record.get("images")
+    if not isinstance(images, dict):
+        raise DataError(f"{file} has no images table; {fix}")
+    missing = [i for i in ids if i not in images]
+    if missing:
+        raise DataError(f"the private sidecar {file} does not name {len(missing)} of the {len(ids)} synthetic images "
+                        f"(first: {missing[0]}); pass the sidecar written with this synthetic set")  # fmt: skip
+    return {**record, "images": [dict(images[i]["patients"]) for i in ids]}

@@ -1,0 +1,229 @@
+"""The leakage estimate: plug-in MI and unbiased HSIC against permutation nulls, and evaluate --private."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from latentwalk.errors import DataError
+from latentwalk.evaluate.leakage import (
+    estimate_leakage,
+    gaussian_kernel,
+    hsic_unbiased,
+    joint,
+    leakage,
+    normalised_mi,
+    patient_matrix,
+)
+
+
+def _one_hot(index: torch.Tensor, k: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(index, k).double()
+
+
+def _independent(n: int, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Q one-hot at random patients, P a random softmax, an embedding: all drawn independently."""
+    gen = torch.Generator().manual_seed(seed)
+    q = _one_hot(torch.randint(k, (n,), generator=gen), k)
+    p = (2 * torch.randn(n, k, generator=gen, dtype=torch.float64)).softmax(1)
+    return q, p, torch.randn(n, 3, generator=gen)
+
+
+def _dependent(n: int, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """P leans towards the patient behind each image; the embedding carries it, with noise."""
+    gen = torch.Generator().manual_seed(seed)
+    who = torch.randint(k, (n,), generator=gen)
+    q = _one_hot(who, k)
+    p = (torch.randn(n, k, generator=gen, dtype=torch.float64) + 2 * q).softmax(1)
+    embedding = torch.randn(n, k, generator=gen) + 2 * q.float()
+    return q, p, embedding
+
+
+def test_mi_of_independent_patients_and_attacker_lies_within_the_null():
+    q, p, emb = _independent(300, 6, seed=1)
+    r = leakage(q.to_sparse(), p, emb, permutations=100, bootstrap=50, seed=0)
+    for name in ("soft", "hard"):
+        f = r["mi"][name]
+        assert f["mi"] <= f["null_p95"] and f["p_value"] > 0.05
+        assert abs(f["excess"]) < 0.02 and f["ci95"][0] == 0.0  # the interval reaches down to no leakage
+    assert r["hsic"]["p_value"] > 0.05 and abs(r["hsic"]["normalised"]) < 0.05
+
+
+def test_mi_is_one_when_the_attacker_names_the_patient_behind_every_image():
+    k = 8
+    who = torch.arange(400) % k  # every patient behind equally many images
+    q = _one_hot(who, k)
+    r = leakage(q.to_sparse(), q.clone(), q.float(), permutations=50, bootstrap=50, seed=0)
+    for name in ("soft", "hard"):
+        f = r["mi"][name]
+        assert f["mi"] == pytest.approx(1.0) and f["p_value"] == pytest.approx(1 / 51, abs=1e-6)
+        assert f["null_p95"] < 0.1 and f["ci95"][1] == 1.0
+    assert r["hsic"]["p_value"] == pytest.approx(1 / 51, abs=1e-6) and r["hsic"]["normalised"] > 0.9
+
+
+def test_mi_is_normalised_to_the_unit_interval():
+    gen = torch.Generator().manual_seed(3)
+    for k in (2, 5, 40):
+        for concentration in (0.01, 1.0, 100.0):
+            j = (torch.rand(k, k, generator=gen, dtype=torch.float64) * concentration).exp()
+            j = j / j.sum()
+            assert 0.0 <= normalised_mi(j) <= 1.0
+        assert normalised_mi(torch.eye(k, dtype=torch.float64) / k) == pytest.approx(1.0)
+        assert normalised_mi(torch.full((k, k), 1 / k**2, dtype=torch.float64)) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(DataError, match="two or more"):
+        normalised_mi(torch.ones(1, 1, dtype=torch.float64))
+
+
+def test_permutation_p_values_are_small_for_dependent_and_large_for_independent_data():
+    for seed in range(3):
+        dep = leakage(*_dependent(120, 6, seed), permutations=100, bootstrap=20, seed=seed)
+        ind = leakage(*_independent(120, 6, seed), permutations=100, bootstrap=20, seed=seed)
+        for r, small in ((dep, True), (ind, False)):
+            p_values = [r["mi"]["soft"]["p_value"], r["mi"]["hard"]["p_value"], r["hsic"]["p_value"]]
+            assert all(p < 0.02 for p in p_values) if small else all(p > 0.05 for p in p_values), (seed, p_values)
+        assert dep["mi"]["soft"]["mi"] > dep["mi"]["soft"]["null_p95"]
+
+
+def test_the_figures_repeat_for_a_seed():
+    q, p, emb = _dependent(60, 4, seed=0)
+    assert leakage(q, p, emb, permutations=20, bootstrap=20, seed=5) == leakage(q, p, emb, permutations=20,
+                                                                              bootstrap=20, seed=5)  # fmt: skip
+
+
+def test_joint_fast_paths_equal_the_dense_reference():
+    gen = torch.Generator().manual_seed(0)
+    n, k = 30, 5
+    q = torch.rand(n, k, generator=gen, dtype=torch.float64) * (torch.rand(n, k, generator=gen) < 0.4)
+    q[:, 0] += 0.1
+    q = q / q.sum(1, keepdim=True)
+    p = torch.randn(n, k, generator=gen, dtype=torch.float64).softmax(1)
+    torch.testing.assert_close(joint(q.to_sparse(), p), q.T @ p / n)
+    order = torch.randperm(n, generator=gen)
+    inverse = torch.argsort(order)
+    torch.testing.assert_close(joint(q.to_sparse(), p, order=order), q[inverse].T @ p / n)  # row i meets P[order[i]]
+    counts = torch.bincount(torch.randint(n, (n,), generator=gen), minlength=n)
+    torch.testing.assert_close(joint(q.to_sparse(), p, counts=counts), (q * counts[:, None]).T @ p / n)
+    top = p.argmax(1)
+    torch.testing.assert_close(joint(q.to_sparse(), top, order=order), q[inverse].T @ _one_hot(top, k) / n)
+
+
+def test_unbiased_hsic_is_zero_on_average_for_independent_samples_and_follows_song_et_al():
+    gen = torch.Generator().manual_seed(0)
+    values = []
+    for _ in range(200):
+        x, y = torch.randn(12, 2, generator=gen), torch.randn(12, 2, generator=gen)
+        values.append(hsic_unbiased(gaussian_kernel(x)[0], (y @ y.T).double()))
+    mean, sd = float(torch.tensor(values).mean()), float(torch.tensor(values).std())
+    assert abs(mean) < 3 * sd / math.sqrt(len(values))  # unbiased: no drift away from 0 (the biased one is > 0)
+    # eq. 5 of Song et al. (2012), written out with matrix products
+    k, _ = gaussian_kernel(torch.randn(9, 3, generator=gen))
+    y = torch.randn(9, 2, generator=gen, dtype=torch.float64)
+    l = y @ y.T  # noqa: E741
+    kt, lt, one, m = k - torch.diag(k.diag()), l - torch.diag(l.diag()), torch.ones(9, dtype=torch.float64), 9
+    ref = (torch.trace(kt @ lt) + (one @ kt @ one) * (one @ lt @ one) / ((m - 1) * (m - 2))
+           - 2 / (m - 2) * (one @ kt @ lt @ one)) / (m * (m - 3))  # fmt: skip
+    assert hsic_unbiased(k, l) == pytest.approx(float(ref), rel=1e-9)
+
+
+def test_patient_matrix_keeps_training_patients_and_renormalises():
+    behind = [{"a": 0.5, "b": 0.5}, {"x": 1.0}, {"b": 0.25, "x": 0.75}]
+    q, kept, known = patient_matrix(behind, ["a", "b", "c"])
+    assert kept.tolist() == [0, 2] and known.tolist() == [1.0, 0.0, 0.25]
+    torch.testing.assert_close(q.to_dense(), torch.tensor([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64))
+
+
+def test_estimate_leakage_skips_without_two_images_of_known_patients():
+    out = estimate_leakage([{"x": 1.0}, {"a": 1.0}], ["a", "b"], torch.zeros(2, 2), torch.zeros(2, 3))
+    assert "skipped" in out and out["images"] == 1 and out["images_without_known_patient"] == 1
+    with pytest.raises(DataError, match="do not match"):
+        estimate_leakage([{"a": 1.0}], ["a", "b"], torch.zeros(2, 2), torch.zeros(2, 3))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# latentwalk evaluate --private
+
+CHEAP = dict(spaces=("pixels",), utility_epochs=1, utility_seeds=(0,), utility_real=False, reid_epochs=1,
+             verifier_epochs=2, mia_epochs=1, mia_shadows=0, kid_subsets=2)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def no_truth_dataset(cxr_dataset, tmp_path_factory) -> Path:
+    """The CXR phantoms without ground_truth.json: evaluate skips its slow anatomy probe."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("no-truth") / "data"
+    shutil.copytree(cxr_dataset, out, ignore=shutil.ignore_patterns("ground_truth.json"))
+    return out
+
+
+def _copies_with_sidecar(dataset: Path, out: Path, private: Path) -> None:
+    """A synthetic folder of copies of training images (manifest ids) and a sidecar naming each one's patient."""
+    from latentwalk.data import open_dataset
+    from latentwalk.generation.sidecar import write_sidecar
+
+    records = open_dataset(dataset).subset("train").records[::2]
+    rows, behind = [], {}
+    for n, r in enumerate(records):
+        rel = f"images/{r.label}/s{r.label}_{n:06d}.png"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(r.file.read_bytes())
+        rows.append({"id": f"s{r.label}_{n:06d}", "file": rel, "label": r.label})
+        behind[rows[-1]["id"]] = {"patients": {r.identity: 1.0}}
+    with (out / "manifest.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["id", "file", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    write_sidecar(private / "patients.json", method="ksame", fingerprint="f" * 64, images=behind)
+
+
+def test_evaluate_reports_leakage_only_with_a_private_sidecar(no_truth_dataset, tmp_path):
+    from latentwalk.evaluate.run import EvalConfig, evaluate
+
+    cxr_dataset = no_truth_dataset
+    syn, private = tmp_path / "syn", tmp_path / "syn.private"
+    _copies_with_sidecar(cxr_dataset, syn, private)
+    plain = evaluate(cxr_dataset, syn, tmp_path / "plain", EvalConfig(**CHEAP)).metrics
+    assert "leakage" not in plain
+    assert "Leakage of the patients" not in (tmp_path / "plain" / "report.md").read_text()
+
+    metrics = evaluate(cxr_dataset, syn, tmp_path / "report", EvalConfig(**CHEAP, private=str(private))).metrics
+    lk = metrics["leakage"]
+    assert lk["images"] == len(list(syn.rglob("*.png"))) and lk["images_without_known_patient"] == 0
+    assert lk["source"] == "ksame-groups" and lk["patients"] == metrics["counts"]["train_patients"]
+    for name in ("soft", "hard"):
+        f = lk["mi"][name]
+        assert 0 <= f["mi"] <= 1 and 0 < f["p_value"] <= 1 and 0 <= f["ci95"][0] <= f["ci95"][1] <= 1
+    assert 0 < lk["hsic"]["p_value"] <= 1 and lk["hsic"]["images"] == lk["images"]
+    written = (tmp_path / "report" / "metrics.json").read_text()
+    assert json.loads(written)["leakage"] == lk
+    assert metrics["config"]["private"] == "<given>" and str(private) not in written  # the sidecar's path withheld
+    assert "Leakage of the patients behind the images" in (tmp_path / "report" / "report.md").read_text()
+
+    # a sidecar of another generate run than the synthetic set is refused before any training
+    (syn / "run.json").write_text(json.dumps({"fingerprint": "0" * 64}))
+    with pytest.raises(DataError, match="another generate run"):
+        evaluate(cxr_dataset, syn, tmp_path / "other", EvalConfig(**CHEAP, private=str(private)))
+
+
+def test_evaluate_cli_passes_private_and_never_looks_for_one(cxr_dataset, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import latentwalk.evaluate.run as run
+    from latentwalk.cli import cli
+
+    seen = []
+    monkeypatch.setattr(run, "evaluate", lambda real, syn, out, cfg, **kw: seen.append(cfg))
+    syn, private = tmp_path / "syn", tmp_path / "syn.private"
+    _copies_with_sidecar(cxr_dataset, syn, private)
+    base = ["evaluate", "--real", str(cxr_dataset), "--synthetic", str(syn), "--out", str(tmp_path / "r")]
+    for extra in ([], ["--private", str(private)], ["--private", str(private / "patients.json")]):
+        done = CliRunner().invoke(cli, base + extra)
+        assert done.exit_code == 0, done.output
+    assert [c.private for c in seen] == [None, str(private), str(private / "patients.json")]
+    done = CliRunner().invoke(cli, base + ["--private", str(tmp_path / "absent")])
+    assert done.exit_code != 0 and "does not exist" in done.output
