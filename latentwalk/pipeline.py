@@ -11,6 +11,9 @@ to the ranks (item ``j`` to rank ``j % world``); every rank writes its own items
 Rounds: round 0 plans enough items for ``per_label`` images per label if nothing were rejected; when the gate rejects
 some, later rounds (up to ``max_rounds``) plan more items for the labels still short, sized by the acceptance rate so
 far. The merge takes, per label, the first ``per_label`` accepted images in (round, item, path, step) order.
+With ``adversarial_rounds`` > 0 (``plan``, ``ksame-plan``) those rounds come first: each generates candidates and
+fine-tunes an identity attacker on them, which the next walk steers against; the gates keep the original guides
+(:mod:`latentwalk.generation.adversarial`).
 
 Output (``OUT``): ``images/<label>/<id>.png`` (8-bit gray or RGB), ``manifest.csv``, ``run.json`` (written last: its
 presence marks a finished run) and ``DATASET_CARD.md``. No real file name, identity or image is written: the
@@ -43,6 +46,7 @@ from torch import Tensor
 from latentwalk.distances import mean_pairwise_distance
 from latentwalk.errors import ConfigError, DataError
 from latentwalk.gate import SELF_CHECK_MIN, Gate, build_gate, build_label_gate
+from latentwalk.generation.adversarial import AdversarialResult, run_adversarial
 from latentwalk.generation.card import dataset_card, round6
 from latentwalk.generation.config import (
     GATE_SPLITS,
@@ -226,6 +230,7 @@ class _Setup:
     inputs: dict[str, Any]
     gate_images: int
     real_diversity: float  # mean pairwise pixel distance of the real reference images (for the card)
+    adversarial: AdversarialResult | None = None  # the adversarial rounds' attacker and figures (None = no rounds)
 
 
 def _setup(cfg: GenerateConfig, world: World, progress: bool, lpips_net: Any = None) -> _Setup:
@@ -459,6 +464,9 @@ def generate(
             if ctx.gate.passes_self_check is False:
                 warnings.warn(_self_check_message(ctx.gate), UserWarning, stacklevel=2)
 
+        setup.adversarial = run_adversarial(ctx, world, work, say=say if lead else None, progress=progress and lead)
+        if setup.adversarial is not None:
+            ctx.id_net = setup.adversarial.attacker  # the final walk's; the gates keep the guides
         wanted = len(ctx.labels) * cfg.per_label
         bar = tqdm(total=wanted, desc="generating", unit="img", disable=None if (progress and lead) else True)
         with bar:
@@ -605,6 +613,9 @@ def _merge(
     diversity = _diversity(kept_images, setup.real_diversity)
     run = _run_record(ctx, setup, items, counts, distances, resumed, seconds, processes)
     run["diversity"] = diversity
+    if setup.adversarial is not None:
+        run["adversarial"] = setup.adversarial.to_dict()
+        run["execution"]["adversarial_seconds"] = [round(x, 1) for x in setup.adversarial.seconds]
     run["private_sidecar"] = {"source": sidecar_source(ctx.cfg.method), "location": "<withheld>"}
     atomic_write_text(out / "DATASET_CARD.md", dataset_card(run))
     write_json(out / "run.json", run)  # last: marks the run finished

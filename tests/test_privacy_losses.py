@@ -234,7 +234,7 @@ def test_bad_targets_and_unknown_losses_are_config_errors(G, nets):
 
 
 def test_generate_config_carries_the_options_and_reads_records_without_them(tmp_path):
-    from latentwalk.generation.config import GenerateConfig, load_config_file, public_config
+    from latentwalk.generation.config import RECORDED_IF_SET, GenerateConfig, load_config_file, public_config
     from latentwalk.io import changed_keys
 
     cfg = GenerateConfig.from_dict({"privacy_loss": "verification", "verification_margin": -1.5})
@@ -244,7 +244,8 @@ def test_generate_config_carries_the_options_and_reads_records_without_them(tmp_
     assert GenerateConfig.from_dict(cfg.to_dict()) == cfg
     # a record written before the options existed lacks them: it is the record of the default run now
     default = GenerateConfig()
-    old = {k: v for k, v in default.flat_options().items() if k not in ("privacy_loss", "verification_margin")}
+    assert {"privacy_loss", "verification_margin"} <= set(RECORDED_IF_SET)  # and the options added after them
+    old = {k: v for k, v in default.flat_options().items() if k not in RECORDED_IF_SET}
     assert default.to_dict() == old and GenerateConfig.from_dict(old) == default
     assert changed_keys(old, public_config(replace(default, gan="demo:cxr"))) == []
     assert changed_keys(old, public_config(cfg)) == ["privacy_loss", "verification_margin"]

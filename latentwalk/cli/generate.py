@@ -48,6 +48,9 @@ _GENERATE_HELP = {
     "label_threshold": "Label gate threshold (probability) [default: derived from the real validation split].",
     "label_percentile": "Derived label threshold: this percentile of real validation images' true-label probability.",
     "max_rounds": "Rounds of work items; later rounds top up labels short after gate rejections.",
+    "adversarial_rounds": "plan/ksame-plan: rounds of walking against an identity attacker fine-tuned on the walk's "
+    "own images before the final generation (each one more generation plus a fine-tune; the gates keep the guides).",
+    "adversarial_epochs": "Epochs of each adversarial round's attacker fine-tune.",
     "device": "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
     "amp": "bfloat16 autocast for PLAN [default: on with CUDA].",
 }
@@ -65,7 +68,8 @@ _GENERATE_CHOICES = {
 
 _GENERATE_TYPES = {
     "per_label": int, "n_steps": int, "paths_per_item": int, "seed": int, "optim_steps": int, "chunk": int, "k": int,
-    "max_rounds": int, "truncation_psi": float, "lr": float, "gate_threshold": float, "gate_percentile": float,
+    "max_rounds": int, "adversarial_rounds": int, "adversarial_epochs": int,
+    "truncation_psi": float, "lr": float, "gate_threshold": float, "gate_percentile": float,
     "label_threshold": float, "label_percentile": float, "verification_margin": float,
 }  # fmt: skip
 

@@ -114,6 +114,8 @@ def _method_lines(run: dict[str, Any]) -> list[str]:
             f"- PLAN: {cfg['optim_steps']} Adam steps, lr {cfg['lr']}, loss weights privacy {w[0]}, equidistance "
             f"{w[1]}, class {w[2]}"
         )
+    if run.get("adversarial"):
+        lines.append(_adversarial_line(run["adversarial"]))
     if run.get("ksame"):
         k = run["ksame"]
         lines.append(
@@ -133,6 +135,23 @@ def _method_lines(run: dict[str, Any]) -> list[str]:
         text = f"{div['synthetic']:.4g} against {div['real']:.4g} among the real training images{ratio}"
         lines.append(f"- Diversity: mean pairwise pixel distance {text}")
     return lines
+
+
+def _adversarial_line(adv: dict[str, Any]) -> str:
+    """The adversarial rounds (:mod:`latentwalk.generation.adversarial`) and the last round's attacker accuracy."""
+    last = adv["per_round"][-1]
+
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{100 * x:.0f} %"
+
+    return (
+        f"- Adversarial rounds: {adv['rounds']} (after Feutry et al. 2018): the walk steered against an identity "
+        f"attacker fine-tuned ({adv['epochs']} epochs a round) on the real training images and the walk's own "
+        f"candidates; in the last round it named the patient behind {pct(last['accuracy_before'])} of "
+        f"{last['images']['synthetic_held_out']} held-out candidates before fine-tuning and "
+        f"{pct(last['accuracy_after'])} after (chance {pct(adv['chance_accuracy'])}). The gates kept the original "
+        "guides."
+    )
 
 
 def _privacy_lines(run: dict[str, Any]) -> list[str]:

@@ -22,6 +22,7 @@ __all__ = [
     "PATH_FIELDS",
     "FLAT",
     "RECORDED_IF_SET",
+    "ADVERSARIAL_METHODS",
     "GateConfig",
     "GenerateConfig",
     "parse_keep",
@@ -114,13 +115,17 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "label_threshold": ("gate", "label_threshold"),
     "label_percentile": ("gate", "label_percentile"),
     "max_rounds": (None, "max_rounds"),
+    "adversarial_rounds": (None, "adversarial_rounds"),
+    "adversarial_epochs": (None, "adversarial_epochs"),
     "device": (None, "device"),
     "amp": (None, "amp"),
 }
 _FLAT_NAME = {(sub, name): flat for flat, (sub, name) in FLAT.items() if sub is not None}
 # Options added after runs were recorded without them: the record holds them only away from these defaults, so that a
 # record written before they existed is the record of the same run now (and an unfinished run of then resumes).
-RECORDED_IF_SET: dict[str, Any] = {"privacy_loss": "kl_uniform", "verification_margin": None}
+RECORDED_IF_SET: dict[str, Any] = {"privacy_loss": "kl_uniform", "verification_margin": None, "adversarial_rounds": 0,
+                                   "adversarial_epochs": 5}  # fmt: skip
+ADVERSARIAL_METHODS = ("plan", "ksame-plan")  # the methods whose walk steers against an identity net
 _NESTED = {"plan": PlanConfig, "ksame": KSameConfig, "gate": GateConfig}
 
 
@@ -151,6 +156,9 @@ class GenerateConfig(StageConfig):
     endpoint_filter: bool = True  # linear/plan: keep only drawn endpoints the class guide assigns to the label
     chunk: int | None = None  # images per synthesis + classifier pass; None = 64 on CPU/MPS, sized to memory on CUDA
     max_rounds: int = 4  # rounds of items (later rounds top up labels short after gate rejections)
+    adversarial_rounds: int = 0  # plan/ksame-plan: rounds of attacker fine-tuning before the final generation (each
+    # one more generation plus a fine-tune; latentwalk.generation.adversarial); 0 = off, the walk steers against φ_id
+    adversarial_epochs: int = 5  # epochs of each attacker fine-tune (only with adversarial_rounds > 0)
     device: str = "auto"  # auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps
     amp: bool | None = None  # plan/ksame-plan: bfloat16 autocast; None = on for CUDA, off elsewhere
     plan: PlanConfig = field(default_factory=_default_plan)  # the path: n_steps (points per path, endpoints
@@ -166,11 +174,12 @@ class GenerateConfig(StageConfig):
         _check_owned(self.plan, ("n_steps", "optim_steps", "lr", "weights", "privacy_loss", "verification_margin",
                                  "log_every"), "plan", "chunk and amp are GenerateConfig's own")  # fmt: skip
         _check_owned(self.ksame, ("k", "method", "spread"), "ksame", "")
-        for name in ("per_label", "paths_per_item", "max_rounds"):
+        for name in ("per_label", "paths_per_item", "max_rounds", "adversarial_rounds", "adversarial_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{name} must be an integer, got {value!r}")
-        for name, low in (("per_label", 1), ("paths_per_item", 1), ("max_rounds", 1)):
+        for name, low in (("per_label", 1), ("paths_per_item", 1), ("max_rounds", 1), ("adversarial_rounds", 0),
+                          ("adversarial_epochs", 1)):  # fmt: skip
             if getattr(self, name) < low:
                 raise ConfigError(f"{name} must be >= {low}, got {getattr(self, name)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -195,6 +204,22 @@ class GenerateConfig(StageConfig):
             raise ConfigError(f"truncation_psi must be a finite number, got {tp!r}")
         object.__setattr__(self, "truncation_psi", float(tp))  # 1 and 1.0 are one configuration
         parse_keep(self.keep, self.plan.n_steps)  # raises on a bad selection
+        self._check_adversarial()
+
+    def _check_adversarial(self) -> None:
+        """Adversarial rounds need a walk that steers against an identity net; their epochs need rounds."""
+        if self.adversarial_rounds > 0 and self.method not in ADVERSARIAL_METHODS:
+            raise ConfigError(
+                f"adversarial_rounds applies to methods {' and '.join(ADVERSARIAL_METHODS)} (a walk against an "
+                f"identity net), not {self.method}; leave adversarial_rounds at 0 or use --method plan"
+            )
+        if self.adversarial_rounds > 0 and self.plan.optim_steps == 0:
+            raise ConfigError("adversarial_rounds needs optim_steps >= 1 (with 0 the path is straight and no identity "
+                              "net steers it); set optim_steps or leave adversarial_rounds at 0")  # fmt: skip
+        if self.adversarial_rounds == 0 and self.adversarial_epochs != RECORDED_IF_SET["adversarial_epochs"]:
+            raise ConfigError(f"adversarial_epochs applies only with adversarial_rounds >= 1, got "
+                              f"adversarial_epochs {self.adversarial_epochs} with no rounds; set adversarial_rounds "
+                              "or drop it")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """The flat record (:data:`FLAT`'s names and order), as ``run.json`` and the resume check read it; the options

@@ -81,6 +81,8 @@ class Context:
     members: dict[int, tuple[tuple[str, ...], ...]] = field(default_factory=dict)  # ksame*: per label, per group,
     # the identities of its patients (the centroids' order)
     patients: tuple[str, ...] = ()  # linear/plan: the identity guide's classes (latentwalk.guides.identity_classes)
+    id_net: Any = None  # the identity net PLAN's walk steers against; None = guides.identity. Adversarial rounds
+    # (latentwalk.generation.adversarial) set a fine-tuned attacker here; the gates and the sidecar keep the guides
 
 
 def per_item(ctx: Context) -> int:
@@ -178,7 +180,8 @@ def run_item(ctx: Context, item: Item) -> dict[str, Tensor]:
             fused = False if has_fused_toggle(ctx.G) else None
             plan_cfg = replace(cfg.plan, chunk=ctx.chunk, amp=ctx.amp, fused_modconv=fused)
             labels = torch.full((w_a.shape[0],), item.label, dtype=torch.long, device=w_a.device)
-            paths = plan_paths(ctx.G, w_a, w_b, labels, ctx.guides.identity, ctx.guides.classifier, plan_cfg).ws
+            id_net = ctx.guides.identity if ctx.id_net is None else ctx.id_net
+            paths = plan_paths(ctx.G, w_a, w_b, labels, id_net, ctx.guides.classifier, plan_cfg).ws
         keep = ctx.keep
     images = render_paths(ctx.G, paths[:, list(keep)].contiguous(), chunk=ctx.chunk)  # [P, S, C, R, R]
     n_paths, n_keep = images.shape[:2]
