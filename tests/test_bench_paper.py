@@ -29,6 +29,23 @@ def test_bench_paper_quick_runs_every_row_and_writes_the_table(tmp_path):
     assert "real" in first["utility"]["mean"] and "synthetic" in first["utility"]["mean"]
     assert (out / "rows" / "plan" / "evaluation" / "report.html").is_file()
 
+    # the privacy-loss comparison reuses that run's dataset, guides and latents
+    pl = tmp_path / "privacy-losses"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_privacy_losses.py"), "--benchmark", "tb",
+                           "--quick", "--source", str(out), "--out", str(pl), "--device", "cpu"], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = (pl / "table.md").read_text()
+    for row in ("Linear (no privacy term)", "PLAN, KL-uniform (reference)", "PLAN, plug-in MI (IRENE)",
+                "PLAN, verification hinge", "PLAN, HSIC"):  # fmt: skip
+        assert f"| {row} |" in table, row
+    rows = json.loads((pl / "metrics.json").read_text())["rows"]
+    for row in rows.values():  # every row was evaluated with its private sidecar
+        assert 0 <= row["metrics"]["leakage"]["mi"]["soft"]["mi"] <= 1
+    for name in ("linear", "kl_uniform", "mi"):
+        assert (pl / "rows" / name / "private" / "patients.json").is_file()
+        assert not list((pl / "rows" / name / "synthetic").rglob("patients.json"))
+
 
 def test_gate_audit_quick_fills_every_gate_row(tmp_path):
     out = tmp_path / "audit"
