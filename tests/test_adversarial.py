@@ -12,6 +12,7 @@ import pytest
 import torch
 from test_pipeline import _same_dataset
 from test_sidecar import TOKEN, _assert_nothing_shareable_names_them, secret_chain  # noqa: F401 (a fixture)
+from tiny import crash_after
 
 from latentwalk.errors import ConfigError
 from latentwalk.pipeline import GenerateConfig, generate
@@ -165,13 +166,7 @@ def test_a_run_killed_mid_adversarial_round_resumes_to_the_same_bytes(adversaria
 
     module = adversarial if where == "candidates" else pipeline
     real_run = module.run_item
-    calls = {"n": 0}
-
-    def crash_after_one(ctx, item):
-        calls["n"] += 1
-        if calls["n"] > 1:
-            raise KeyboardInterrupt
-        return real_run(ctx, item)
+    crash_after_one = crash_after(1, real_run)
 
     cfg, out = _cfg(adversarial_run["chain"]), tmp_path / "synthetic"
     monkeypatch.setattr(module, "run_item", crash_after_one)

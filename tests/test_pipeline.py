@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import crash_after
 from tiny import tiny_generator as _tiny_generator
 
 from latentwalk.errors import ConfigError, DataError
@@ -134,13 +135,7 @@ def test_resume_refuses_changed_config_and_finishes_identically(chain, tmp_path,
     cfg = _cfg(chain, per_label=3)
     generate(cfg, tmp_path / "straight")
     real_run = pl.run_item
-    calls = {"n": 0}
-
-    def crash_after_two(ctx, item):
-        calls["n"] += 1
-        if calls["n"] > 2:
-            raise KeyboardInterrupt
-        return real_run(ctx, item)
+    crash_after_two = crash_after(2, real_run)
 
     monkeypatch.setattr(pl, "run_item", crash_after_two)
     with pytest.raises(KeyboardInterrupt):

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tiny import crash_after
 
 from latentwalk.errors import ConfigError
 from latentwalk.pipeline import GenerateConfig, generate
@@ -149,13 +150,7 @@ def test_the_sidecar_survives_a_resumed_run(chain, tmp_path, monkeypatch):
     generate(cfg, tmp_path / "straight")
     expected = (tmp_path / "straight.private" / "patients.json").read_bytes()
     real_run, real_card = pl.run_item, pl.dataset_card
-    calls = {"n": 0}
-
-    def crash_after_two(ctx, item):
-        calls["n"] += 1
-        if calls["n"] > 2:
-            raise KeyboardInterrupt
-        return real_run(ctx, item)
+    crash_after_two = crash_after(2, real_run)
 
     def crash_in_the_merge(run):  # after the sidecar, before run.json
         raise KeyboardInterrupt

@@ -50,3 +50,16 @@ def tiny_stylegan3(config: str = "t", c_dim: int = 0, channels: int = 1, resolut
         G.mapping.w_avg.copy_(torch.randn(8, generator=g))
         G.synthesis.input.affine.weight.normal_(generator=g)  # rotate and translate the Fourier features with w
     return G.eval()
+
+
+def crash_after(n: int, fn):
+    """``fn`` that raises KeyboardInterrupt on its call number ``n + 1`` (a run killed after ``n`` work items)."""
+    calls = {"n": 0}
+
+    def wrapped(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > n:
+            raise KeyboardInterrupt
+        return fn(*args, **kwargs)
+
+    return wrapped
