@@ -43,6 +43,7 @@ __all__ = [
     "claim_file",
     "write_owned_file",
     "record_file",
+    "remove_owned_file",
 ]
 
 MARKER = ".latentwalk-output.json"
@@ -319,3 +320,19 @@ def write_owned_file(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` atomically to ``path`` and record it as latentwalk's (call :func:`claim_file` first)."""
     atomic_write_bytes(path, data)
     record_file(path)
+
+
+def remove_owned_file(path: str | os.PathLike) -> bool:
+    """Delete the file ``path`` if the ledger beside it records its current bytes, and drop it from the ledger.
+
+    Returns:
+        ``True`` when deleted; ``False`` (nothing changed) when absent, unrecorded or changed since it was written.
+    """
+    path = Path(path)
+    files = _ledger(path.parent)
+    if not path.is_file() or files.get(path.name) != sha256_file(path):
+        return False
+    path.unlink()
+    del files[path.name]
+    write_json(path.parent / LEDGER, {"format": _LEDGER_FORMAT, "format_version": 1, "files": files})
+    return True

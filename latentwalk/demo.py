@@ -33,7 +33,8 @@ DEFAULT_PATIENTS = {"cxr": 100, "fundus": 150}
 # and generate's private sidecars sit beside them in <stage>.private/
 _DEMO_PATTERNS = ("samples.png", "synthetic.png", "walk_strip.png", "walk_distance.png", "walk.json", "demo.json",
                   "report.md", "latents-train.safetensors", "latents-train.json", "latents-train.safetensors.partial/*",
-                  LEDGER, ".*.tmp", ".*.partial/*", "*.private/*")  # fmt: skip
+                  LEDGER, ".*.tmp", ".*.partial/*", "*.private/patients.json",
+                  f"*.private/{LEDGER}", "*.private/.*.tmp")  # fmt: skip
 
 
 @dataclass(frozen=True)

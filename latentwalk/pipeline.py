@@ -13,7 +13,8 @@ some, later rounds (up to ``max_rounds``) plan more items for the labels still s
 far. The merge takes, per label, the first ``per_label`` accepted images in (round, item, path, step) order.
 With ``adversarial_rounds`` > 0 (``plan``, ``ksame-plan``) those rounds come first: each generates candidates and
 fine-tunes an identity attacker on them, which the next walk steers against; the gates keep the original guides
-(:mod:`latentwalk.generation.adversarial`).
+(:mod:`latentwalk.generation.adversarial`). The attackers, trained on the real patients, are kept in the private
+sidecar's folder while the run lasts, never in ``OUT``, and deleted when it finishes.
 
 Output (``OUT``): ``images/<label>/<id>.png`` (8-bit gray or RGB), ``manifest.csv``, ``run.json`` (written last: its
 presence marks a finished run) and ``DATASET_CARD.md``. No real file name, identity or image is written: the
@@ -46,7 +47,7 @@ from torch import Tensor
 from latentwalk.distances import mean_pairwise_distance
 from latentwalk.errors import ConfigError, DataError
 from latentwalk.gate import SELF_CHECK_MIN, Gate, build_gate, build_label_gate
-from latentwalk.generation.adversarial import AdversarialResult, run_adversarial
+from latentwalk.generation.adversarial import AdversarialResult, check_attackers, discard_attackers, run_adversarial
 from latentwalk.generation.card import dataset_card, round6
 from latentwalk.generation.config import (
     GATE_SPLITS,
@@ -442,6 +443,7 @@ def generate(
             if lead:
                 claim = check_out_dir(out, cfg, overwrite)  # before the slow setup
                 check_sidecar(private, out, replace=overwrite or claim == "resume", inputs=_inputs(cfg))
+                check_attackers(private.parent, cfg.adversarial_rounds)
             setup = _setup(cfg, world, progress and lead)
             ctx = setup.ctx
             state = "new"
@@ -464,7 +466,9 @@ def generate(
             if ctx.gate.passes_self_check is False:
                 warnings.warn(_self_check_message(ctx.gate), UserWarning, stacklevel=2)
 
-        setup.adversarial = run_adversarial(ctx, world, work, say=say if lead else None, progress=progress and lead)
+        setup.adversarial = run_adversarial(ctx, world, work, private.parent, setup.fingerprint,
+                                            resume=state == "resume", say=say if lead else None,
+                                            progress=progress and lead)  # fmt: skip
         if setup.adversarial is not None:
             ctx.id_net = setup.adversarial.attacker  # the final walk's; the gates keep the guides
         wanted = len(ctx.labels) * cfg.per_label
@@ -477,6 +481,7 @@ def generate(
                 seconds = time.perf_counter() - started
                 run = _merge(ctx, setup, out, all_items, state == "resume", seconds, world.size, private)
                 shutil.rmtree(work, ignore_errors=True)
+                discard_attackers(private.parent, cfg.adversarial_rounds)  # patient-derived; figures are in run.json
                 mark_dir(out, _GENERATE)  # the exact files of the finished run
                 say(_summary_line(run, out))
                 say(f"patients behind each image: {private} (private: never share it with the dataset)")

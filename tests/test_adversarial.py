@@ -45,12 +45,15 @@ def adversarial_run(secret_chain, tmp_path_factory):  # noqa: F811
     import latentwalk.paths as paths
 
     out = tmp_path_factory.mktemp("adversarial") / "synthetic"
-    attacker = out / ".work" / "adversarial" / "round-01" / "attacker.safetensors"
+    attacker = out.parent / "synthetic.private" / "adversarial-round-01-attacker.safetensors"
     calls: list[dict[str, str | None]] = []
     real_plan = paths.plan_paths
 
     def spy(G, w_a, w_b, labels, id_net, class_net, cfg, *args, **kwargs):
         saved = _digest(load_file(attacker)) if attacker.is_file() else None
+        if saved is not None:  # owner-only, recorded as latentwalk's in the private folder's ledger
+            ledger = json.loads((attacker.parent / ".latentwalk-files.json").read_text())["files"]
+            assert (attacker.stat().st_mode & 0o777) == 0o600 and attacker.name in ledger
         calls.append({"id_net": _digest(id_net.state_dict()), "attacker": saved})
         return real_plan(G, w_a, w_b, labels, id_net, class_net, cfg, *args, **kwargs)
 
@@ -107,12 +110,15 @@ def test_one_adversarial_round_runs_end_to_end_and_records_the_attackers_accurac
     assert r1["round"] == 1 and r1["candidates"] == 2 * 2 * 2  # 2 labels x 2 one-path items x 2 interior points
     assert r1["accepted"] == r1["candidates"] and r1["unlabelled"] == 0  # gate_threshold 0 accepts everything
     assert r1["images"]["synthetic"] + r1["images"]["synthetic_held_out"] == r1["accepted"]
-    assert r1["images"]["synthetic_held_out"] == round(0.2 * r1["accepted"]) and r1["images"]["real"] > 0
+    assert r1["images"]["synthetic_held_out"] == 2 and r1["images"]["real"] > 0  # 1 of 4 paths of 2 images
     assert 0 <= r1["accuracy_before"] <= 1 and 0 <= r1["accuracy_after"] <= 1
     assert adv["chance_accuracy"] == pytest.approx(1 / len(adversarial_run["chain"]["train"]), abs=1e-6)
     assert len(run["execution"]["adversarial_seconds"]) == 1  # timings only where runs may differ
     assert "Adversarial rounds: 1" in (out / "DATASET_CARD.md").read_text()
     assert not (out / ".work").exists() and sum(adversarial_run["result"].written.values()) == 6
+    private = out.parent / "synthetic.private"  # the finished run deleted its attacker, and its ledger entry
+    assert sorted(p.name for p in private.iterdir()) == [".latentwalk-files.json", "patients.json"]
+    assert list(json.loads((private / ".latentwalk-files.json").read_text())["files"]) == ["patients.json"]
 
 
 def test_the_final_walk_steers_against_the_fine_tuned_attacker(adversarial_run):
@@ -174,13 +180,40 @@ def test_a_run_killed_mid_adversarial_round_resumes_to_the_same_bytes(adversaria
         generate(cfg, out)
     monkeypatch.setattr(module, "run_item", real_run)
     round_1 = out / ".work" / "adversarial" / "round-01"
-    assert (round_1 / "attacker.safetensors").is_file() == (where == "final")
+    attacker = tmp_path / "synthetic.private" / "adversarial-round-01-attacker.safetensors"
+    assert attacker.is_file() == (where == "final")
+    if where == "final":
+        assert (attacker.stat().st_mode & 0o777) == 0o600
     assert len(list((round_1 / "items").iterdir())) == (1 if where == "candidates" else 4)
+    assert not [p for p in out.rglob("*.safetensors") if "items" not in p.parts]  # no attacker in OUT
     for path in (p for p in out.rglob("*") if p.is_file()):  # the work folder of a killed run names nobody either
         assert TOKEN.encode() not in path.read_bytes(), path
     result = generate(cfg, out)
-    assert result.resumed
+    assert result.resumed and not attacker.exists()
     _same_dataset(adversarial_run["out"], out)
+
+
+def test_an_attacker_file_latentwalk_did_not_write_is_refused_before_any_work(secret_chain, tmp_path):  # noqa: F811
+    private = tmp_path / "synthetic.private"
+    private.mkdir()
+    (private / "adversarial-round-01-attacker.safetensors").write_bytes(b"theirs")
+    with pytest.raises(ConfigError, match="latentwalk did not write it") as err:
+        generate(_cfg(secret_chain), tmp_path / "synthetic")
+    assert "\n" not in str(err.value) and not (tmp_path / "synthetic").exists()
+    assert (private / "adversarial-round-01-attacker.safetensors").read_bytes() == b"theirs"
+
+
+def test_the_held_out_candidates_are_whole_paths():
+    from latentwalk.generation.adversarial import _split
+
+    paths = torch.tensor([0, 0, 1, 1, 1, 2, 3, 3, 4, 4, 5, 6, 6, 7, 8, 9, 9])  # 10 paths, 1 to 3 images each
+    fit, held = _split(paths, seed=3, round_=1)
+    assert sorted(fit.tolist() + held.tolist()) == list(range(len(paths)))
+    assert not set(paths[fit].tolist()) & set(paths[held].tolist())  # no path on both sides
+    assert len(set(paths[held].tolist())) == 2  # 20 % of the paths
+    again = _split(paths, seed=3, round_=1)
+    assert torch.equal(again[0], fit) and torch.equal(again[1], held)
+    assert [len(x) for x in _split(torch.tensor([0, 0, 0]), 0, 1)] == [3, 0]  # one path: nothing to hold out
 
 
 def test_a_ksame_plan_run_fine_tunes_on_the_members_behind_its_candidates(secret_chain, tmp_path):  # noqa: F811

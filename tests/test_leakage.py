@@ -227,3 +227,37 @@ def test_evaluate_cli_passes_private_and_never_looks_for_one(cxr_dataset, tmp_pa
     assert [c.private for c in seen] == [None, str(private), str(private / "patients.json")]
     done = CliRunner().invoke(cli, base + ["--private", str(tmp_path / "absent")])
     assert done.exit_code != 0 and "does not exist" in done.output
+
+
+def _paths(n_paths: int, per_path: int, k: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Images in paths: one patient behind every image of a path and one attacker reading per path (plus a little
+    noise), drawn independently of each other — no leakage, but strong structure within each path."""
+    gen = torch.Generator().manual_seed(seed)
+    who = torch.randint(k, (n_paths,), generator=gen).repeat_interleave(per_path)
+    reading = (3 * torch.randn(n_paths, k, generator=gen, dtype=torch.float64)).repeat_interleave(per_path, 0)
+    p = (reading + 0.1 * torch.randn(len(who), k, generator=gen, dtype=torch.float64)).softmax(1)
+    embedding = reading.float() + 0.1 * torch.randn(len(who), k, generator=gen)
+    return _one_hot(who, k), p, embedding, torch.arange(n_paths).repeat_interleave(per_path)
+
+
+def test_the_null_permutes_whole_paths_so_path_structure_alone_is_not_leakage():
+    for seed in range(3):
+        q, p, emb, clusters = _paths(30, 8, 20, seed)
+        naive = leakage(q, p, emb, permutations=100, bootstrap=20, seed=seed)
+        paths = leakage(q, p, emb, clusters=clusters, permutations=100, bootstrap=20, seed=seed)
+        assert naive["mi"]["soft"]["p_value"] < 0.05  # image-level shuffles: a false alarm
+        assert paths["mi"]["soft"]["p_value"] > 0.05 and paths["mi"]["hard"]["p_value"] > 0.05, seed
+        assert paths["mi"]["soft"]["mi"] == naive["mi"]["soft"]["mi"]  # the estimate itself does not change
+    for seed in range(3):  # now the reading follows the patient behind the path: leakage, found at path level too
+        q, p, emb, clusters = _paths(60, 4, 5, seed)
+        leaky = (p.log() + 3 * q).softmax(1)
+        r = leakage(q, leaky, emb, clusters=clusters, permutations=100, bootstrap=20, seed=0)
+        assert r["mi"]["soft"]["p_value"] < 0.03 and r["mi"]["soft"]["mi"] > r["mi"]["soft"]["null_p95"], seed
+
+
+def test_path_clusters_group_the_images_of_a_path_of_an_item():
+    from latentwalk.evaluate.leakage import path_clusters
+
+    rows = [{"seed": "7", "path_id": "0"}, {"seed": "7", "path_id": "0"}, {"seed": "7", "path_id": "1"},
+            {"seed": "8", "path_id": "0"}, {"seed": "", "path_id": ""}, {}]  # fmt: skip
+    assert path_clusters(rows).tolist() == [0, 0, 1, 2, 3, 4]

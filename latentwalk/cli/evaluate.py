@@ -45,8 +45,9 @@ def _eval_default(name: str):
 @click.option("--walk", "walk_dir", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Output of latentwalk walk: adds its linear-vs-PLAN distance plot.")  # fmt: skip
 @click.option("--private", "private", default=None, type=click.Path(exists=True, path_type=Path), metavar="PATH",
-              help="Private sidecar of the generate run (patients.json or its folder; by default SYNTHETIC.private): "
-                   "adds the leakage estimate. Never looked for unless given.")  # fmt: skip
+              help="Private sidecar of the generate run (patients.json or its folder; generate writes it to "
+                   "OUT.private/ unless --private-dir): adds the leakage estimate. Never looked for unless "
+                   "given.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier report in --out.")
 @click.pass_context

@@ -12,16 +12,21 @@ attacker knows and renormalised; and P ``[N, K]``, the attacker's belief about w
   independent of who is behind the image, 1 when it names the patient behind every image and all K patients are
   behind equally many. Reported for the soft P and for the hard plug-in (P one-hot at the attacker's top patient).
   The plug-in estimate is biased upwards with few images per cell of the K x K table, so it is read against a
-  **permutation null**: the rows of Q are shuffled across images (the same marginals, no dependence), seeded; the
-  report gives the null's mean and 95th percentile and the p-value ``(1 + #{null >= I}) / (1 + permutations)``. A
-  **bootstrap** over images (resampled with replacement, seeded) gives a basic 95 % interval (``2I`` minus the
+  **permutation null**: Q is shuffled across *clusters* (the images of one path share their endpoints, so their Q
+  rows and the attacker's readings are alike; shuffling single images would break that structure in the null only
+  and make any path-structured set look leaky): the clusters of a size are permuted among themselves, image ``j`` of
+  a cluster taking the Q row of image ``j`` of its partner (the same marginals, no dependence), seeded. The report
+  gives the null's mean and 95th percentile and the p-value ``(1 + #{null >= I}) / (1 + permutations)``. A
+  **bootstrap** over clusters (resampled with replacement, seeded) gives a basic 95 % interval (``2I`` minus the
   resamples' quantiles, in [0, 1]: a resample repeats images, which raises the plug-in, and the basic interval
-  carries that bias over instead of shifting the interval up); ``excess`` is ``I`` minus the null's mean.
+  carries that bias over instead of shifting the interval up); ``excess`` is ``I`` minus the null's mean. Without
+  clusters every image is its own.
 * **HSIC** (unbiased estimator of Song, Smola, Gretton, Bedo, Borgwardt, "Feature selection via dependence
   maximization", JMLR 13, 2012, eq. 5) between the attacker's embedding of each image (Gaussian kernel, bandwidth the
   median pairwise distance) and Q (linear kernel ``QQᵀ``: the overlap of the patients behind two images), with its
-  own permutation p-value and the normalised value ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))``. It needs no
-  attacker's guess of a patient, only its representation. At most ``HSIC_MAX_IMAGES`` images (a seeded subset).
+  own permutation p-value (clusters permuted as for the MI) and the normalised value
+  ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))``. It needs no attacker's guess of a patient, only its representation.
+  At most ``HSIC_MAX_IMAGES`` images (a seeded subset).
 
 Implemented from the formulas, not compared numerically with a reference implementation. Every figure comes from a
 ``torch.Generator`` seeded by the caller; no patient identifier enters the result.
@@ -47,6 +52,9 @@ __all__ = [
     "normalised_mi",
     "hsic_unbiased",
     "gaussian_kernel",
+    "path_clusters",
+    "cluster_order",
+    "cluster_counts",
     "leakage",
     "estimate_leakage",
 ]
@@ -96,7 +104,7 @@ def joint(q: Tensor, p: Tensor, order: Tensor | None = None, counts: Tensor | No
         q: ``[N, K]`` sparse COO (coalesced) or dense; rows sum to 1.
         p: ``[N, K]`` dense float64 with rows summing to 1, or ``[N]`` int64 the attacker's top patient (one-hot P).
         order: optional ``[N]`` permutation: image ``i``'s Q row is paired with P row ``order[i]`` (a null draw).
-        counts: optional ``[N]`` multiplicities of the images (a bootstrap draw); they sum to N.
+        counts: optional ``[N]`` multiplicities of the images (a bootstrap draw); J is divided by their sum.
     """
     q = q if q.is_sparse else q.to_sparse()
     n, k = q.shape
@@ -106,10 +114,11 @@ def joint(q: Tensor, p: Tensor, order: Tensor | None = None, counts: Tensor | No
         img = order[img]
     if counts is not None:
         val = val * counts.to(val.dtype)[img]
+    total = float(n) if counts is None else float(counts.sum())  # a cluster bootstrap draws about N images
     if p.dtype == torch.long:  # one-hot P: add each weight to its cell, no product needed
-        return torch.zeros(k * k, dtype=torch.float64).index_add_(0, pat * k + p[img], val).view(k, k) / n
+        return torch.zeros(k * k, dtype=torch.float64).index_add_(0, pat * k + p[img], val).view(k, k) / total
     qt = torch.sparse_coo_tensor(torch.stack([pat, img]), val, (k, n), check_invariants=False)
-    return torch.sparse.mm(qt, p) / n
+    return torch.sparse.mm(qt, p) / total
 
 
 def normalised_mi(j: Tensor) -> float:
@@ -178,6 +187,41 @@ def _null_summary(value: float, null: Tensor) -> dict[str, float]:
     }
 
 
+def path_clusters(rows: Sequence[Mapping[str, str]]) -> Tensor:
+    """``[N]`` cluster ids from manifest rows: the images of one path of one work item (its ``seed`` and
+    ``path_id``) share a cluster; a row without them is its own."""
+    keys: dict[tuple[str, ...], int] = {}
+    ids = []
+    for i, row in enumerate(rows):
+        seed, path = row.get("seed") or "", row.get("path_id") or ""
+        key = (seed, path) if seed and path else ("row", str(i))
+        ids.append(keys.setdefault(key, len(keys)))
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def cluster_order(clusters: Tensor, gen: torch.Generator) -> Tensor:
+    """A null draw ``order [N]`` that permutes whole clusters among the clusters of their size: image ``j`` of a
+    cluster is paired with image ``j`` of its partner (``clusters [N]`` int64 ids, images in a fixed order)."""
+    order = torch.arange(len(clusters))
+    ids, inverse, sizes = clusters.unique(return_inverse=True, return_counts=True)
+    members = [torch.nonzero(inverse == c).squeeze(1) for c in range(len(ids))]  # image rows of each cluster
+    for size in sizes.unique().tolist():
+        same = torch.nonzero(sizes == size).squeeze(1)
+        if len(same) < 2:
+            continue
+        for a, b in zip(same.tolist(), same[torch.randperm(len(same), generator=gen)].tolist(), strict=True):
+            order[members[a]] = members[b]
+    return order
+
+
+def cluster_counts(clusters: Tensor, gen: torch.Generator) -> Tensor:
+    """A bootstrap draw over clusters: ``[N]`` how many times each image's cluster was drawn (as many draws as
+    there are clusters)."""
+    ids, inverse = clusters.unique(return_inverse=True)
+    drawn = torch.bincount(torch.randint(len(ids), (len(ids),), generator=gen), minlength=len(ids))
+    return drawn[inverse]
+
+
 def _interval(value: float, draws: Tensor) -> list[float]:
     """The basic (pivotal) bootstrap 95 % interval ``[2v - q97.5, 2v - q2.5]`` in [0, 1]: unlike the percentile
     interval it carries the plug-in's upward bias over (a resample repeats images, which raises the estimate)."""
@@ -185,19 +229,20 @@ def _interval(value: float, draws: Tensor) -> list[float]:
     return [round(min(1.0, max(0.0, lo)), 6), round(min(1.0, max(0.0, hi)), 6)]
 
 
-def _mi_figures(q: Tensor, p: Tensor, permutations: int, bootstrap: int, gen: torch.Generator) -> dict[str, Any]:
-    """Soft and hard plug-in MI with their permutation nulls and bootstrap intervals."""
-    n = p.shape[0]
+def _mi_figures(
+    q: Tensor, p: Tensor, clusters: Tensor, permutations: int, bootstrap: int, gen: torch.Generator
+) -> dict[str, Any]:
+    """Soft and hard plug-in MI with their cluster-permutation nulls and cluster-bootstrap intervals."""
     views = {"soft": p, "hard": p.argmax(1)}  # hard: the attacker's top patient (P one-hot)
     value = {name: normalised_mi(joint(q, view)) for name, view in views.items()}
     null: dict[str, list[float]] = {name: [] for name in views}
     boot: dict[str, list[float]] = {name: [] for name in views}
     for _ in range(permutations):
-        order = torch.randperm(n, generator=gen)
+        order = cluster_order(clusters, gen)
         for name, view in views.items():
             null[name].append(normalised_mi(joint(q, view, order=order)))
     for _ in range(bootstrap):
-        counts = torch.bincount(torch.randint(n, (n,), generator=gen), minlength=n)
+        counts = cluster_counts(clusters, gen)
         for name, view in views.items():
             boot[name].append(normalised_mi(joint(q, view, counts=counts)))
     out: dict[str, Any] = {}
@@ -209,7 +254,9 @@ def _mi_figures(q: Tensor, p: Tensor, permutations: int, bootstrap: int, gen: to
     return out
 
 
-def _hsic_figures(q: Tensor, embedding: Tensor, permutations: int, gen: torch.Generator) -> dict[str, Any]:
+def _hsic_figures(
+    q: Tensor, embedding: Tensor, clusters: Tensor, permutations: int, gen: torch.Generator
+) -> dict[str, Any]:
     """Unbiased HSIC between the attacker's embedding (Gaussian kernel) and Q (linear kernel), with its null."""
     n = q.shape[0]
     if n < 4:
@@ -218,13 +265,13 @@ def _hsic_figures(q: Tensor, embedding: Tensor, permutations: int, gen: torch.Ge
     qd = q.to_dense() if q.is_sparse else q
     emb = embedding
     if subset is not None:
-        qd, emb = qd[subset], emb[subset]
+        qd, emb, clusters = qd[subset], emb[subset], clusters[subset]
     k, sigma = gaussian_kernel(emb)
     kt, lt, m = _hsic_parts(k, qd @ qd.T)
     value = _hsic(kt, lt, m)
     self_k, self_l = _hsic(kt, kt, m), _hsic(lt, lt, m)
     scale = math.sqrt(self_k * self_l) if self_k > 0 and self_l > 0 else math.nan
-    null = torch.tensor([_hsic(kt, lt, m, torch.randperm(m, generator=gen)) for _ in range(permutations)])
+    null = torch.tensor([_hsic(kt, lt, m, cluster_order(clusters, gen)) for _ in range(permutations)])
     return {
         "hsic": _sig6(value),
         "normalised": round(value / scale, 6) if math.isfinite(scale) else None,
@@ -241,6 +288,7 @@ def leakage(
     p: Tensor,
     embedding: Tensor,
     *,
+    clusters: Tensor | None = None,
     permutations: int = PERMUTATIONS,
     bootstrap: int = BOOTSTRAP,
     seed: int = 0,
@@ -251,6 +299,8 @@ def leakage(
         q: ``[N, K]`` patients behind each image (rows sum to 1), sparse COO or dense.
         p: ``[N, K]`` the attacker's probability of each patient per image (rows sum to 1).
         embedding: ``[N, D]`` the attacker's embedding of each image (for HSIC).
+        clusters: ``[N]`` int64 cluster of each image (the images of one path); ``None`` = every image its own.
+            The nulls permute and the bootstrap resamples whole clusters.
         permutations: null draws (each of MI and HSIC); bootstrap: resamples for the MI intervals.
         seed: seeds every draw.
 
@@ -268,9 +318,13 @@ def leakage(
         raise DataError(
             f"the leakage estimate needs 2 or more images with a known patient behind them, got {p.shape[0]}"
         )
+    if clusters is None:
+        clusters = torch.arange(p.shape[0])
+    if clusters.shape != (p.shape[0],):
+        raise DataError(f"clusters {list(clusters.shape)} must give one cluster per image ({p.shape[0]})")
     gen = torch.Generator().manual_seed(seed)
-    mi = _mi_figures(q, p.double(), permutations, bootstrap, gen)
-    return {"mi": mi, "hsic": _hsic_figures(q, embedding, permutations, gen)}
+    mi = _mi_figures(q, p.double(), clusters, permutations, bootstrap, gen)
+    return {"mi": mi, "hsic": _hsic_figures(q, embedding, clusters, permutations, gen)}
 
 
 def estimate_leakage(
@@ -279,6 +333,7 @@ def estimate_leakage(
     logits: Tensor,
     embedding: Tensor,
     *,
+    clusters: Tensor | None = None,
     permutations: int = PERMUTATIONS,
     bootstrap: int = BOOTSTRAP,
     seed: int = 0,
@@ -290,6 +345,7 @@ def estimate_leakage(
         patients: the attacker's training patients in its column order.
         logits: ``[N, K]`` the attacker's best same-patient logit of each image against each patient.
         embedding: ``[N, D]`` the attacker's embedding of each image.
+        clusters: ``[N]`` the path (or group) of each image, as for :func:`leakage`; ``None`` = none.
 
     Returns:
         :func:`leakage`'s figures, with ``images`` (used), ``images_without_known_patient`` (no weight on a
@@ -309,7 +365,9 @@ def estimate_leakage(
     if len(kept) < 2 or len(patients) < 2:
         return {"skipped": "fewer than two synthetic images have a training patient behind them", **counts}
     p = logits[kept].double().softmax(1)
-    figures = leakage(q, p, embedding[kept], permutations=permutations, bootstrap=bootstrap, seed=seed)
+    cl = None if clusters is None else clusters[kept]
+    figures = leakage(q, p, embedding[kept], clusters=cl, permutations=permutations, bootstrap=bootstrap, seed=seed)
     attacker = "softmax over patients of the verifier's best same-patient logits (hard: its top patient)"
     return {**counts, **figures, "permutations": permutations, "bootstrap": bootstrap, "seed": seed,
+            "clusters": len(kept) if cl is None else int(cl.unique().numel()),
             "attacker_distribution": attacker}  # fmt: skip

@@ -487,7 +487,7 @@ def _read_private(cfg: EvalConfig, data: _Data, synthetic_dir: Path) -> dict[str
 
 def _leakage(data: _Data, cfg: EvalConfig, device: torch.device, progress: bool, behind: dict[str, Any]) -> dict:
     """Mutual information and HSIC between the patients behind each image and the verifier's reading of it."""
-    from latentwalk.evaluate.leakage import estimate_leakage
+    from latentwalk.evaluate.leakage import estimate_leakage, path_clusters
     from latentwalk.evaluate.verifier import patient_order
 
     try:
@@ -495,7 +495,8 @@ def _leakage(data: _Data, cfg: EvalConfig, device: torch.device, progress: bool,
     except DataError as e:
         return {"skipped": str(e)}
     logits, embedding = ver.patient_logits(data.syn), ver.embed(data.syn).double().cpu()
-    out = estimate_leakage(behind["images"], patient_order(data.train_patients), logits, embedding, seed=cfg.seed)
+    out = estimate_leakage(behind["images"], patient_order(data.train_patients), logits, embedding,
+                           clusters=path_clusters(data.rows), seed=cfg.seed)  # fmt: skip
     return {"source": behind.get("source"), "method": behind.get("method"), **out}
 
 

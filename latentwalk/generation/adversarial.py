@@ -23,12 +23,13 @@ generation:
    members of one group) go to the first patient in sorted order. A candidate whose patient is no training patient
    (a k-same member from outside the train split) has no class of the attacker's and is left out.
 3. *Fine-tune*: a copy of the current attacker is trained for ``adversarial_epochs`` epochs on every real training
-   image (its patient) plus 80 % of the labelled candidates (their patients), with the guides' recipe
+   image (its patient) plus the labelled candidates of 80 % of the paths (their patients), with the guides' recipe
    (:func:`latentwalk.guides.fit_model`: AdamW, cosine decay, acquisition augmentation; the batch, learning rate,
-   weight decay and augmentation recorded in the guides' ``identity.json``), seeded by ``(seed, r)``. Its accuracy at
-   naming the patients behind the other 20 % of the candidates, before and after, goes to ``run.json``
-   (``adversarial``): the "before" figure is how well the attacker the walk evaded still re-identifies, the "after"
-   one how much a retrained attacker recovers.
+   weight decay and augmentation recorded in the guides' ``identity.json``), seeded by ``(seed, r)``. The split is
+   by path (a candidate item's path, whose images share the patients behind them), seeded, so that no held-out image
+   has a sibling the attacker trained on. Its accuracy at naming the patients behind the candidates of the other
+   20 % of the paths, before and after, goes to ``run.json`` (``adversarial``): the "before" figure is how well the
+   attacker the walk evaded still re-identifies, the "after" one how much a retrained attacker recovers.
 
 The next round, and the final generation, walk against the fine-tuned attacker. The privacy gate, the label gate and
 the private sidecar keep the original guides: the gate is the product's safeguard, its threshold and self-check are
@@ -36,12 +37,22 @@ calibrated and audited in φ_id's space (``gate.self_check``, ``benchmarks/bench
 tuned on synthetic images would move that space away from what the audit measured. Each round costs one more
 generation plus a fine-tune.
 
-Resume: each finished round's attacker is saved with its record as ``OUT/.work/adversarial/round-RR/attacker.
-safetensors`` (written last: its presence marks the round finished), and every round, the final generation included,
-walks against the attacker read back from that file, so a run killed at any point and rerun writes the same bytes
-as an uninterrupted one. No patient identifier is written: labels are class indices in memory, the record holds counts
-and accuracies only. Under ``torchrun`` the candidate items are dealt to the ranks like the run's items, rank 0
-fine-tunes, and every rank reads the attacker back.
+Where: the attacker is an identity classifier trained on the real training images, its classes the training
+patients, so it is never written into ``OUT``: each finished round's attacker is saved with its record (and the run's
+fingerprint) in the run's private folder, the private sidecar's (:mod:`latentwalk.generation.sidecar`; by default
+``<OUT>.private/adversarial-round-RR-attacker.safetensors``), atomically, readable by its owner only, and recorded as
+latentwalk's in that folder's ``.latentwalk-files.json``; a file there latentwalk did not write is refused, never
+replaced. The candidate items stay in ``OUT/.work`` (synthetic images; like the run's own work items they carry the
+endpoints' patients as class indices, never names), which a finished run deletes; the finished run deletes the
+attacker files it recorded too (:func:`discard_attackers`): its figures are in ``run.json``.
+
+Resume: the attacker file is written last (its presence marks the round finished), and every round, the final
+generation included, walks against the attacker read back from that file, so a run killed at any point and rerun
+writes the same bytes as an uninterrupted one. Only a resumed run reads an earlier attacker back, and only one of its
+own fingerprint; a new or overwritten run fine-tunes every round afresh. No patient identifier is written: labels are
+class indices in memory, the record holds counts and accuracies only. Under ``torchrun`` the candidate items are
+dealt to the ranks like the run's items, rank 0 fine-tunes, and every rank reads the attacker back (the private
+folder must be shared, like ``OUT``).
 """
 
 from __future__ import annotations
@@ -58,7 +69,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_zoo.seeds import derive_seed
-from latentwalk.errors import DataError
+from latentwalk.errors import ConfigError, DataError
 from latentwalk.generation.items import (
     Context,
     Item,
@@ -70,9 +81,10 @@ from latentwalk.generation.items import (
     run_item,
     write_item,
 )
-from latentwalk.generation.sidecar import patients_behind
+from latentwalk.generation.sidecar import is_ours, patients_behind, write_private_file
 from latentwalk.generation.world import World
-from latentwalk.io import atomic_write_bytes, read_json_dict
+from latentwalk.io import read_json_dict
+from latentwalk.outputs import remove_owned_file
 
 __all__ = [
     "ADVERSARIAL_DIR",
@@ -81,13 +93,15 @@ __all__ = [
     "AdversarialResult",
     "adversarial_items",
     "attacker_file",
+    "check_attackers",
+    "discard_attackers",
     "fine_tune_config",
     "likeliest_patient",
     "round_dir",
     "run_adversarial",
 ]
 
-ADVERSARIAL_DIR = "adversarial"  # under OUT/.work
+ADVERSARIAL_DIR = "adversarial"  # under OUT/.work: the candidate items
 ADVERSARIAL_SLOT = 1 << 21  # the seed's "round" slot of candidate items: + r (above items.PAIR_ORDER; no round's)
 HELD_OUT_FRACTION = 0.2  # share of the labelled candidates kept out of the fine-tune to measure the attacker
 _NAMESPACE = "latentwalk.adversarial"
@@ -129,13 +143,40 @@ class AdversarialResult:
 
 
 def round_dir(work: Path, round_: int) -> Path:
-    """``OUT/.work/adversarial/round-RR``: the candidate items and attacker of adversarial round ``round_`` (>= 1)."""
+    """``OUT/.work/adversarial/round-RR``: the candidate items of adversarial round ``round_`` (>= 1)."""
     return work / ADVERSARIAL_DIR / f"round-{round_:02d}"
 
 
-def attacker_file(work: Path, round_: int) -> Path:
-    """The fine-tuned attacker of round ``round_`` (safetensors, its record in the metadata)."""
-    return round_dir(work, round_) / "attacker.safetensors"
+def attacker_file(private: Path, round_: int) -> Path:
+    """``private/adversarial-round-RR-attacker.safetensors``: the fine-tuned attacker of round ``round_`` in the run's
+    private folder ``private`` (safetensors; its record and the run's fingerprint in the metadata)."""
+    return private / f"{ADVERSARIAL_DIR}-round-{round_:02d}-attacker.safetensors"
+
+
+def check_attackers(private: Path, rounds: int) -> None:
+    """Refuse, before any work, an attacker file of the run's rounds that latentwalk did not write (or that changed
+    since).
+
+    Raises:
+        ConfigError: one line naming the file.
+    """
+    for r in range(1, rounds + 1):
+        _refuse_foreign(attacker_file(private, r))
+
+
+def _refuse_foreign(path: Path) -> None:
+    """Raise ConfigError if something latentwalk did not write (or that changed since) stands at ``path``."""
+    if path.exists() and not (path.is_file() and is_ours(path)):
+        raise ConfigError(
+            f"{path} exists and latentwalk did not write it; move it away or choose another private folder "
+            "(private_dir / --private-dir)"
+        )
+
+
+def discard_attackers(private: Path, rounds: int) -> None:
+    """Delete the attacker files of a finished run's rounds, each only if the folder's ledger records its bytes."""
+    for r in range(1, rounds + 1):
+        remove_owned_file(attacker_file(private, r))
 
 
 def adversarial_items(ctx: Context, round_: int) -> list[Item]:
@@ -164,7 +205,15 @@ def fine_tune_config(ctx: Context) -> Any:
 
 
 def run_adversarial(
-    ctx: Context, world: World, work: Path, *, say: Any = None, progress: bool = False
+    ctx: Context,
+    world: World,
+    work: Path,
+    private: Path,
+    fingerprint: str,
+    *,
+    resume: bool = False,
+    say: Any = None,
+    progress: bool = False,
 ) -> AdversarialResult | None:
     """Run (or read back) the ``ctx.cfg.adversarial_rounds`` rounds of the module docstring; ``None`` with none.
 
@@ -172,12 +221,17 @@ def run_adversarial(
         ctx: the run's context (its guides are the round-1 attacker; ``ctx`` itself is not changed: set
             ``ctx.id_net = result.attacker`` for the final generation).
         world: this process's rank among the run's.
-        work: the run's ``OUT/.work`` folder.
+        work: the run's ``OUT/.work`` folder (the candidate items).
+        private: the run's private folder, the private sidecar's (the attackers; call :func:`check_attackers` first).
+        fingerprint: the run's fingerprint (as in its ``run.json``); saved with each attacker.
+        resume: read back the attacker of a round this run finished earlier (one saved with ``fingerprint``, that
+            latentwalk wrote); ``False`` = fine-tune every round afresh.
         say: ``callable(str)`` for one line per round; ``None`` = silent.
         progress: show the fine-tune's epoch bar.
 
     Raises:
         DataError: an unreadable candidate item or attacker file (the message says which to delete).
+        ConfigError: an attacker file in the way that latentwalk did not write.
     """
     cfg = ctx.cfg
     if cfg.adversarial_rounds == 0:
@@ -185,15 +239,15 @@ def run_adversarial(
     net: nn.Module = ctx.guides.identity
     records, seconds = [], []
     for r in range(1, cfg.adversarial_rounds + 1):
-        path = attacker_file(work, r)
-        if not path.is_file():
+        path = attacker_file(private, r)
+        if not (resume and _finished(path, fingerprint)):
             started = time.perf_counter()
             walk = replace(ctx, id_net=net)
             with world.phase(f"adversarial round {r}"):
                 _candidates(walk, work, r, world)
             with world.phase(f"adversarial fine-tune {r}"):
                 if world.rank == 0:
-                    _fine_tune(walk, work, r, net, started, progress)
+                    _fine_tune(walk, work, path, r, net, fingerprint, started, progress)
         net, record, secs = _load_attacker(ctx, path)
         records.append(record)
         seconds.append(secs)
@@ -201,6 +255,19 @@ def run_adversarial(
             say(_round_line(record, cfg.adversarial_rounds))
     chance = round(1 / max(1, len(ctx.patients)), 6)
     return AdversarialResult(net, tuple(records), cfg.adversarial_epochs, chance, tuple(seconds))
+
+
+def _finished(path: Path, fingerprint: str) -> bool:
+    """``path`` is an attacker latentwalk wrote (unchanged since) for the run of ``fingerprint``."""
+    from safetensors import SafetensorError, safe_open
+
+    if not (path.is_file() and is_ours(path)):
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("run_fingerprint") == fingerprint
+    except (SafetensorError, OSError):
+        return True  # ours but unreadable: _load_attacker says which file to delete
 
 
 def _round_line(record: dict[str, Any], rounds: int) -> str:
@@ -223,13 +290,15 @@ def _candidates(ctx: Context, work: Path, round_: int, world: World) -> None:
             write_item(path, run_item(ctx, item), item.seed)
 
 
-def _labelled(ctx: Context, work: Path, round_: int) -> tuple[Tensor, Tensor, dict[str, int]]:
+def _labelled(ctx: Context, work: Path, round_: int) -> tuple[Tensor, Tensor, Tensor, dict[str, int]]:
     """The round's accepted candidates ``[n, C, R, R]`` float in [-1, 1] (the bytes the gates saw), the attacker's
-    class of the patient behind each ``[n]`` int64, and counts (candidates, accepted, unlabelled)."""
+    class of the patient behind each ``[n]`` int64, the path each lies on ``[n]`` int64 (numbered over the round's
+    ``(item, path)`` pairs), and counts (candidates, accepted, unlabelled)."""
     position = {p: i for i, p in enumerate(ctx.patients)}
-    images, targets = [], []
+    images, targets, paths = [], [], []
     counts = {"candidates": 0, "accepted": 0, "unlabelled": 0}
-    for item in adversarial_items(ctx, round_):
+    path_of: dict[tuple[int, int], int] = {}
+    for n_item, item in enumerate(adversarial_items(ctx, round_)):
         rec = read_item(item_file(round_dir(work, round_), item))
         accepted = rec["accepted"].bool()
         counts["candidates"] += int(accepted.numel())
@@ -241,10 +310,13 @@ def _labelled(ctx: Context, work: Path, round_: int) -> tuple[Tensor, Tensor, di
                 continue
             images.append(rec["images"][kept])
             targets.append(position[who])
+            paths.append(path_of.setdefault((n_item, int(rec["path"][c])), len(path_of)))
     if not images:
         res, ch = ctx.G.img_resolution, ctx.G.img_channels
-        return torch.zeros(0, ch, res, res), torch.zeros(0, dtype=torch.int64), counts
-    return from_uint8(torch.stack(images)), torch.tensor(targets, dtype=torch.int64), counts
+        empty = torch.zeros(0, dtype=torch.int64)
+        return torch.zeros(0, ch, res, res), empty, empty, counts
+    long = torch.int64
+    return from_uint8(torch.stack(images)), torch.tensor(targets, dtype=long), torch.tensor(paths, dtype=long), counts
 
 
 def _training_images(ctx: Context) -> tuple[Tensor, Tensor]:
@@ -258,12 +330,15 @@ def _training_images(ctx: Context) -> tuple[Tensor, Tensor]:
     return images, torch.tensor([position[r.identity] for r in train.records], dtype=torch.int64)
 
 
-def _split(n: int, seed: int, round_: int) -> tuple[Tensor, Tensor]:
-    """Seeded (fine-tune rows, held-out rows) of ``n`` candidates: ``round(0.2 n)`` held out, at least 1 when n >= 2."""
+def _split(paths: Tensor, seed: int, round_: int) -> tuple[Tensor, Tensor]:
+    """Seeded (fine-tune rows, held-out rows) of candidates by path: of the ``g`` distinct values of ``paths`` ``[n]``
+    (the path of each candidate), ``round(0.2 g)`` are held out with all their candidates, at least 1 when g >= 2."""
+    groups = torch.unique(paths)  # sorted
     gen = torch.Generator().manual_seed(derive_seed(_NAMESPACE, seed, f"held-out:{round_}"))
-    order = torch.randperm(n, generator=gen)
-    n_held = 0 if n < 2 else max(1, round(HELD_OUT_FRACTION * n))
-    return order[n_held:].sort().values, order[:n_held].sort().values
+    order = torch.randperm(len(groups), generator=gen)
+    n_held = 0 if len(groups) < 2 else max(1, round(HELD_OUT_FRACTION * len(groups)))
+    held = torch.isin(paths, groups[order[:n_held]])
+    return torch.nonzero(~held).flatten(), torch.nonzero(held).flatten()
 
 
 @torch.no_grad()
@@ -276,15 +351,24 @@ def _accuracy(net: nn.Module, images: Tensor, targets: Tensor, device: torch.dev
     return round((pred == targets).float().mean().item(), 6)
 
 
-def _fine_tune(ctx: Context, work: Path, round_: int, net: nn.Module, started: float, progress: bool) -> None:
+def _fine_tune(
+    ctx: Context,
+    work: Path,
+    path: Path,
+    round_: int,
+    net: nn.Module,
+    fingerprint: str,
+    started: float,
+    progress: bool,
+) -> None:
     """Fine-tune a copy of ``net`` on the real training images and the round's labelled candidates; save it with its
-    record as the round's attacker file (rank 0)."""
+    record as the round's attacker file ``path`` in the private folder (rank 0)."""
     from safetensors.torch import save
 
     from latentwalk.guides import fit_model
 
-    syn_x, syn_y, counts = _labelled(ctx, work, round_)
-    fit, held = _split(len(syn_y), ctx.cfg.seed, round_)
+    syn_x, syn_y, syn_path, counts = _labelled(ctx, work, round_)
+    fit, held = _split(syn_path, ctx.cfg.seed, round_)
     if not len(fit):
         warnings.warn(
             f"adversarial round {round_}: no candidate passed the gates with a training patient behind it, so the "
@@ -307,8 +391,10 @@ def _fine_tune(ctx: Context, work: Path, round_: int, net: nn.Module, started: f
         "accuracy_after": _accuracy(model, syn_x[held], syn_y[held], ctx.device),
     }
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    meta = {"record": json.dumps(record, sort_keys=True), "seconds": f"{time.perf_counter() - started:.3f}"}
-    atomic_write_bytes(attacker_file(work, round_), save(state, metadata=meta))  # last: the round is finished
+    meta = {"record": json.dumps(record, sort_keys=True), "seconds": f"{time.perf_counter() - started:.3f}",
+            "run_fingerprint": fingerprint}  # fmt: skip
+    _refuse_foreign(path)  # appeared since check_attackers
+    write_private_file(path, save(state, metadata=meta))  # last: the round is finished
 
 
 def _load_attacker(ctx: Context, path: Path) -> tuple[nn.Module, dict[str, Any], float]:

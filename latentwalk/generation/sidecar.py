@@ -31,8 +31,10 @@ guide add ``endpoint_confidence`` (its probability for the patient at each end).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,7 @@ from torch import Tensor
 
 from latentwalk.errors import ConfigError, DataError
 from latentwalk.generation.items import Context, Item
-from latentwalk.io import atomic_write_bytes, read_json_dict, read_versioned_json, sha256_file
+from latentwalk.io import read_json_dict, read_versioned_json, sha256_file
 from latentwalk.outputs import LEDGER, check_apart, claim_file, record_file
 
 __all__ = [
@@ -55,6 +57,8 @@ __all__ = [
     "patients_behind",
     "write_sidecar",
     "read_sidecar",
+    "is_ours",
+    "write_private_file",
 ]
 
 SIDECAR_FORMAT = "latentwalk.private-patients"
@@ -84,7 +88,7 @@ def sidecar_source(method: str) -> str:
     return SOURCES[method]
 
 
-def _ours(path: Path) -> bool:
+def is_ours(path: Path) -> bool:
     """``path`` is a file latentwalk wrote and nobody changed since (its ledger entry, :mod:`latentwalk.outputs`)."""
     files = (read_json_dict(path.parent / LEDGER) or {}).get("files")
     if not isinstance(files, dict) or path.name not in files:
@@ -114,7 +118,7 @@ def check_sidecar(
             "outside it (private_dir / --private-dir)"
         )
     check_apart(path, inputs, what="private sidecar")
-    if path.is_file() and not _ours(path):
+    if path.is_file() and not is_ours(path):
         raise ConfigError(
             f"{path} exists and latentwalk did not write it; move it away or choose another private folder "
             "(private_dir / --private-dir)"
@@ -177,10 +181,27 @@ def write_sidecar(path: Path, *, method: str, fingerprint: str, images: Mapping[
         "run_fingerprint": fingerprint,
         "images": dict(images),
     }
+    write_private_file(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` in the run's private folder: atomically (a temporary file there, then
+    ``os.replace``), readable by its owner only from the first byte, and recorded as latentwalk's in the folder's
+    ledger (:mod:`latentwalk.outputs`). A missing folder is created for its owner only."""
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True)  # a folder of our own: its owner only
-    atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-    os.chmod(path, 0o600)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     record_file(path)
 
 
