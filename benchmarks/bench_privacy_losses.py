@@ -12,10 +12,11 @@ behind each image, then ``latentwalk evaluate`` with that sidecar: utility (TSTR
 rate, ground-truth leakage, and the leakage estimate (plug-in MI between the verifier's predicted patient and the
 patients behind each image, with its permutation null; HSIC).
 
-Equal push: the losses live on different scales (KL is summed over 48 images per path, MI is one number in [0, 1]),
-so one weight would compare a loss with itself switched off. Each loss's privacy weight is set so that the norm of
-its gradient with respect to the path points, at the linear paths of a fixed sample of endpoints, equals that of
-KL-uniform at PLAN's weight 0.1 (the weights are printed in the table). The class and equidistance weights stay 1.
+Equal push: the losses live on different scales (KL is summed over each path's interior images, MI is one number
+in [0, 1]), so one weight would compare a loss with itself switched off. Each loss's privacy weight is set so that
+the norm of its gradient with respect to the path points, at the linear paths of a fixed sample of endpoints, equals
+that of KL-uniform at PLAN's weight 0.1 (the weights are printed in the table). The class and equidistance weights
+stay 1. ``--leakage-only`` recomputes the leakage columns of a finished run with the current estimator.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def privacy_grad_norm(loss: str, G: Any, guides: Any, n_paths: int, n_steps: int
     with torch.enable_grad():
         lg = logits(x.flatten(0, 1))
         if loss in IMAGE_LOSSES:
-            term = (reference_chunk_weights(n_int).repeat(n_paths) * image_privacy(loss, lg, q, None)).sum()
+            term = (reference_chunk_weights(n_int, lg.device).repeat(n_paths) * image_privacy(loss, lg, q, None)).sum()
         else:
             term = batch_privacy(loss, lg, q) * n_paths  # the per-path scale plan_paths gives it
         (grad,) = torch.autograd.grad(term, [x])
@@ -108,6 +109,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument("--leakage-only", action="store_true",
+                        help="recompute only the leakage columns of a finished run (its sets and evaluations "
+                             "reused) and rewrite the table")  # fmt: skip
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -118,12 +122,15 @@ def main() -> None:
 
     import gan_zoo
     from latentwalk.devices import resolve_device
-    from latentwalk.evaluate.run import EvalConfig, evaluate
+    from latentwalk.evaluate.run import evaluate
     from latentwalk.guides import load_guides
     from latentwalk.pipeline import GenerateConfig, generate
 
     sizes = QUICK if args.quick else FULL
     kind = KINDS[args.benchmark]
+    if args.leakage_only:
+        _leakage_only(args, sizes, kind, losses)
+        return
     source = args.source or ROOT / "benchmarks" / "results" / (args.benchmark + ("-quick" if args.quick else ""))
     data_dir, guides_dir, latents = source / "data", source / "guides", source / "latents-train.safetensors"
     for need in (data_dir / "dataset.json", guides_dir / "identity.json", latents):
@@ -162,20 +169,61 @@ def main() -> None:
         t0 = time.perf_counter()
         gen = generate(gcfg, row_dir / "synthetic", overwrite=not args.resume, private_dir=row_dir / "private")
         gen_s = time.perf_counter() - t0
-        ecfg = EvalConfig(guides=str(guides_dir), spaces=("identity", "pixels"), utility_epochs=sizes["eval_epochs"],
-                          utility_seeds=sizes["seeds"], reid_epochs=sizes["eval_epochs"], utility_real=n == 0,
-                          verifier_epochs=4 * sizes["eval_epochs"], mia_epochs=sizes["mia_epochs"],
-                          mia_shadows=sizes["mia_shadows"], private=str(row_dir / "private"), seed=args.seed,
-                          device=args.device)  # fmt: skip
+        ecfg = _eval_config(args, sizes, guides_dir, row_dir / "private", n == 0)
         metrics = evaluate(data_dir, row_dir / "synthetic", row_dir / "evaluation", ecfg, overwrite=True).metrics
         images = sum(gen.written.values())
         results[key] = {"metrics": metrics, "images": images, "generate_seconds": round(gen_s, 1),
                         "reused": bool(gen.already_done), "weights": extra.get("weights")}  # fmt: skip
         print(f"  row {key}: {time.perf_counter() - t0:.0f}s", flush=True)
 
-    body = _table(args, results, weights, norms, calib_s, round(time.perf_counter() - started, 1), kind)
+    wall = round(time.perf_counter() - started, 1)
+    body = _table(args, results, weights, norms, calib_s, wall, kind)
     (out / "table.md").write_text(body + "\n")
-    (out / "metrics.json").write_text(json.dumps({"rows": results, "weights": weights, "grad_norms": norms}, indent=2))
+    record = {"rows": results, "weights": weights, "grad_norms": norms, "calibration_seconds": calib_s,
+              "wall_seconds": wall}  # fmt: skip
+    (out / "metrics.json").write_text(json.dumps(record, indent=2))
+    print(body)
+    if not (args.quick or args.no_record):
+        from record import write_section
+
+        cmd = "python benchmarks/bench_privacy_losses.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        write_section(f"privacy-losses-{args.benchmark}", body, cmd=cmd)
+
+
+def _eval_config(args: Any, sizes: dict, guides_dir: Path, private: Path, first: bool) -> Any:
+    from latentwalk.evaluate.run import EvalConfig
+
+    return EvalConfig(guides=str(guides_dir), spaces=("identity", "pixels"), utility_epochs=sizes["eval_epochs"],
+                      utility_seeds=sizes["seeds"], reid_epochs=sizes["eval_epochs"], utility_real=first,
+                      verifier_epochs=4 * sizes["eval_epochs"], mia_epochs=sizes["mia_epochs"],
+                      mia_shadows=sizes["mia_shadows"], private=str(private), seed=args.seed,
+                      device=args.device)  # fmt: skip
+
+
+def _leakage_only(args: Any, sizes: dict, kind: str, losses: list[str]) -> None:
+    """Reload a finished run's rows, recompute their ``leakage`` with today's estimator, rewrite the table."""
+    from latentwalk.evaluate.run import leakage_of
+
+    source = args.source or ROOT / "benchmarks" / "results" / (args.benchmark + ("-quick" if args.quick else ""))
+    tag = f"privacy-losses-{args.benchmark}" + ("-quick" if args.quick else "")
+    out = args.out or ROOT / "benchmarks" / "results" / tag
+    saved = json.loads((out / "metrics.json").read_text())
+    started = time.perf_counter()
+    for n, (key, row) in enumerate(saved["rows"].items()):
+        row_dir = out / "rows" / key
+        cfg = _eval_config(args, sizes, source / "guides", row_dir / "private", n == 0)
+        row["metrics"]["leakage"] = leakage_of(source / "data", row_dir / "synthetic", cfg)
+        print(f"  row {key}: leakage recomputed", flush=True)
+    saved["leakage_recomputed"] = True
+    note = (
+        f"Leakage columns recomputed with `--leakage-only` ({time.perf_counter() - started:.0f}s) on the sets and "
+        "evaluations of the full run, after the estimator's null and bootstrap moved from single images to whole "
+        "paths; every other column is the full run's. "
+    )
+    body = _table(args, saved["rows"], saved["weights"], saved["grad_norms"], saved.get("calibration_seconds", 0.0),
+                  saved.get("wall_seconds", 0.0), kind, note)  # fmt: skip
+    (out / "table.md").write_text(body + "\n")
+    (out / "metrics.json").write_text(json.dumps(saved, indent=2))
     print(body)
     if not (args.quick or args.no_record):
         from record import write_section
@@ -188,7 +236,9 @@ def _f(x: Any, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def _table(args: Any, results: dict, weights: dict, norms: dict, calib_s: float, wall: float, kind: str) -> str:
+def _table(
+    args: Any, results: dict, weights: dict, norms: dict, calib_s: float, wall: float, kind: str, note: str = ""
+) -> str:
     header = ["row", "privacy weight", "images", "TSTR accuracy %", "verifier match rate: set / unseen",
               "GT leakage: set / unseen", "leakage MI (normalised) [95 % CI]", "MI null 95th pct. / p",
               "HSIC / p", "generate s / image"]  # fmt: skip
@@ -218,10 +268,13 @@ def _table(args: Any, results: dict, weights: dict, norms: dict, calib_s: float,
     return (
         f"## Privacy losses of the walk ({args.benchmark.upper()}): phantom {kind} (default size), generator "
         f"`demo:{kind}`\n\n"
-        f"Wall time {wall / 60:.1f} min (privacy-weight calibration {calib_s:.0f}s). Same dataset, guides, latents "
+        + note
+        + (f"Wall time {wall / 60:.1f} min (privacy-weight calibration {calib_s:.0f}s). " if wall else "")
+        + "Same dataset, guides, latents "
         f"and sizes as the paper table (method `plan`, {(QUICK if args.quick else FULL)['optim_steps']} Adam steps, "
         "gates off); only the privacy term changes. Privacy weight: set so that the term's gradient norm at the "
-        "linear paths of a fixed sample of endpoints equals KL-uniform's at 0.1 (gradient norms "
+        f"linear paths of a fixed sample of {(QUICK if args.quick else FULL)['calibration_paths']} endpoint pairs "
+        "(walked together; generate walks 8 per work item) equals KL-uniform's at 0.1 (gradient norms "
         + ", ".join(f"{k} {v:.3g}" for k, v in norms.items())
         + "). The walk's targets for MI, verification and HSIC: the identity guide's softmax at each endpoint. "
         f"Real-trained TSTR accuracy: {_f(None if real is None else 100 * real, 1)} %. Verifier and GT leakage as in "

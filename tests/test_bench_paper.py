@@ -45,6 +45,13 @@ def test_bench_paper_quick_runs_every_row_and_writes_the_table(tmp_path):
     for name in ("linear", "kl_uniform", "mi"):
         assert (pl / "rows" / name / "private" / "patients.json").is_file()
         assert not list((pl / "rows" / name / "synthetic").rglob("patients.json"))
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_privacy_losses.py"), "--benchmark", "tb",
+                           "--quick", "--source", str(out), "--out", str(pl), "--device", "cpu", "--leakage-only"],
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = json.loads((pl / "metrics.json").read_text())
+    assert again["leakage_recomputed"] and set(again["rows"]) == set(rows)
+    assert "recomputed with `--leakage-only`" in (pl / "table.md").read_text()
 
 
 def test_gate_audit_quick_fills_every_gate_row(tmp_path):

@@ -25,7 +25,7 @@ from latentwalk.errors import ConfigError, DataError, MissingWeightsError
 from latentwalk.spaces import EVAL_SPACES, embedder
 from latentwalk.spaces import SPACES as REGISTRY
 
-__all__ = ["SPACES", "EvalConfig", "EvalResult", "read_synthetic", "evaluate"]
+__all__ = ["SPACES", "EvalConfig", "EvalResult", "read_synthetic", "evaluate", "leakage_of"]
 
 SPACES = EVAL_SPACES  # the registry's (latentwalk.spaces)
 
@@ -269,6 +269,24 @@ def evaluate(
         metrics = _evaluate(Path(real_dir), Path(synthetic_dir), out, cfg, walk_dir, progress, say, started, device)
     say(f"report: {final / 'report.md'} and {final / 'report.html'}; figures: {final / 'metrics.json'}")
     return EvalResult(final, metrics)
+
+
+def leakage_of(
+    real_dir: str | os.PathLike, synthetic_dir: str | os.PathLike, cfg: EvalConfig, progress: bool = False
+) -> dict[str, Any]:
+    """Only the leakage estimate of :func:`evaluate` (``metrics["leakage"]``, the same figures for the same options),
+    without the other measurements and without writing anything; the verifier is trained once per process.
+
+    Raises:
+        ConfigError: ``cfg.private`` is not given. DataError: as :func:`evaluate`.
+    """
+    from latentwalk.devices import resolve_device
+
+    if cfg.private is None:
+        raise ConfigError("the leakage estimate needs the generate run's private sidecar (EvalConfig.private)")
+    data = _load(Path(real_dir), Path(synthetic_dir), cfg, progress)
+    behind = _read_private(cfg, data, Path(synthetic_dir))
+    return _leakage(data, cfg, resolve_device(cfg.device), progress, behind)
 
 
 def _evaluate(real_dir, synthetic_dir, out, cfg, walk_dir, progress, say, started, device) -> dict[str, Any]:
