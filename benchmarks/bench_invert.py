@@ -153,7 +153,10 @@ def main() -> None:
     print(f"load average {load_before:.1f} -> {load_after:.1f}")
     if not args.no_record:
         section = f"invert-threads{args.threads}" if not cuda else f"invert-{device.type}"
-        write_section(section + ("" if args.arch == "demo" or not cuda else f"-{args.arch}"), body, cmd=None)
+        section += "" if args.arch == "demo" else f"-{args.arch}"  # on the CPU too: a default-size run keeps its own
+        if not cuda and args.resolution != TrainConfig.resolution:  # the CPU sections keep the default size
+            section += f"-{G.img_resolution}px"
+        write_section(section, body, cmd=None)
 
 
 if __name__ == "__main__":

@@ -231,7 +231,10 @@ def main() -> None:
         "faster than the one-path reference loop"
     )
     if not args.no_record:
-        name = "paths" if not cuda else f"paths-{device.type}" + ("" if args.arch == "demo" else f"-{args.arch}")
+        name = "paths" if not cuda else f"paths-{device.type}"
+        name += "" if args.arch == "demo" else f"-{args.arch}"
+        if not cuda and args.resolution != TrainConfig.resolution:  # the CPU sections keep the default size
+            name += f"-{G.img_resolution}px"
         write_section(name, body, cmd=None)
 
 
