@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.timeout(1200)  # three benchmark runs end to end (about 4 min on an idle 2-core machine)
 def test_bench_paper_quick_runs_every_row_and_writes_the_table(tmp_path):
     out = tmp_path / "tb"
     env = dict(os.environ, PYTHONPATH=str(REPO))
