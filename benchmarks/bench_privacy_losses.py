@@ -131,15 +131,13 @@ def main() -> None:
     if args.leakage_only:
         _leakage_only(args, sizes, kind, losses)
         return
-    source = args.source or ROOT / "benchmarks" / "results" / (args.benchmark + ("-quick" if args.quick else ""))
+    source, out = _folders(args)
     data_dir, guides_dir, latents = source / "data", source / "guides", source / "latents-train.safetensors"
     for need in (data_dir / "dataset.json", guides_dir / "identity.json", latents):
         if not need.is_file():
             quick = " --quick" if args.quick else ""
             sys.exit(f"error: {need} is missing; run scripts/bench_paper.py --benchmark {args.benchmark}{quick} "
                      "first (this benchmark reuses its data, guides and latents)")  # fmt: skip
-    tag = f"privacy-losses-{args.benchmark}" + ("-quick" if args.quick else "")
-    out = args.out or ROOT / "benchmarks" / "results" / tag
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     device = resolve_device(args.device)
@@ -190,6 +188,14 @@ def main() -> None:
         write_section(f"privacy-losses-{args.benchmark}", body, cmd=cmd)
 
 
+def _folders(args: Any) -> tuple[Path, Path]:
+    """``(source, out)``: bench_paper's folder this run reuses and this run's own."""
+    quick = "-quick" if args.quick else ""
+    results = ROOT / "benchmarks" / "results"
+    source = args.source or results / (args.benchmark + quick)
+    return source, args.out or results / f"privacy-losses-{args.benchmark}{quick}"
+
+
 def _eval_config(args: Any, sizes: dict, guides_dir: Path, private: Path, first: bool) -> Any:
     from latentwalk.evaluate.run import EvalConfig
 
@@ -204,9 +210,7 @@ def _leakage_only(args: Any, sizes: dict, kind: str, losses: list[str]) -> None:
     """Reload a finished run's rows, recompute their ``leakage`` with today's estimator, rewrite the table."""
     from latentwalk.evaluate.run import leakage_of
 
-    source = args.source or ROOT / "benchmarks" / "results" / (args.benchmark + ("-quick" if args.quick else ""))
-    tag = f"privacy-losses-{args.benchmark}" + ("-quick" if args.quick else "")
-    out = args.out or ROOT / "benchmarks" / "results" / tag
+    source, out = _folders(args)
     saved = json.loads((out / "metrics.json").read_text())
     started = time.perf_counter()
     for n, (key, row) in enumerate(saved["rows"].items()):
