@@ -15,8 +15,11 @@ patients behind each image, with its permutation null; HSIC).
 Equal push: the losses live on different scales (KL is summed over each path's interior images, MI is one number
 in [0, 1]), so one weight would compare a loss with itself switched off. Each loss's privacy weight is set so that
 the norm of its gradient with respect to the path points, at the linear paths of a fixed sample of endpoints, equals
-that of KL-uniform at PLAN's weight 0.1 (the weights are printed in the table). The class and equidistance weights
-stay 1. ``--leakage-only`` recomputes the leakage columns of a finished run with the current estimator.
+that of KL-uniform at PLAN's weight 0.1 (the weights are printed in the table). The sample is walked in batches of
+generate's ``paths_per_item`` (8), as a work item walks its paths together, and the norm averaged over the batches:
+the batch-level terms (MI, HSIC) are one value per batch, so their gradient depends on the batch size. The class and
+equidistance weights stay 1. ``--leakage-only`` recomputes the leakage columns of a finished run with the current
+estimator.
 """
 
 from __future__ import annotations
@@ -46,16 +49,27 @@ NAMES = {
 FULL = dict(per_label=100, optim_steps=100, eval_epochs=15, seeds=(0, 1, 2), mia_epochs=60, mia_shadows=4,
             calibration_paths=16)  # fmt: skip
 QUICK = dict(per_label=4, optim_steps=2, eval_epochs=1, seeds=(0,), mia_epochs=2, mia_shadows=0,
-             calibration_paths=4)  # fmt: skip
+             calibration_paths=8)  # fmt: skip
+# calibration_paths: a multiple of generate's paths_per_item (8): the calibration walks them in batches of that size
 BASE_WEIGHT = 0.1  # PLAN's privacy weight for KL-uniform
 
 
-def privacy_grad_norm(loss: str, G: Any, guides: Any, n_paths: int, n_steps: int, seed: int) -> float:
-    """Norm of the privacy term's gradient w.r.t. the interior points of linear paths between sampled endpoints.
+def privacy_grad_norm(
+    loss: str, G: Any, guides: Any, n_paths: int, n_steps: int, seed: int, batch: int | None = None
+) -> float:
+    """Norm of the privacy term's gradient w.r.t. the interior points of linear paths between sampled endpoints,
+    averaged over batches of ``batch`` paths walked together.
 
     The same endpoints for every loss (seeded); labels alternate over the guide's classes; targets are the identity
-    guide's softmax at the endpoints, as ``plan_paths`` takes them when it is given none.
+    guide's softmax at the endpoints, as ``plan_paths`` takes them when it is given none. The ``n_paths`` sampled
+    paths are split into consecutive batches of ``batch`` (``None``: one batch of all), as generate walks
+    ``paths_per_item`` paths together in a work item: a batch-level term (``mi``, ``hsic``) is one value per batch,
+    so its gradient depends on the batch size, and the calibration must see generate's. The norm of each batch's
+    gradient is taken separately and the mean returned (``n_paths`` must be a multiple of ``batch``).
     """
+    batch = n_paths if batch is None else batch
+    if batch < 1 or n_paths % batch:
+        raise ValueError(f"calibration paths ({n_paths}) must be a positive multiple of the batch ({batch})")
     import torch.nn.functional as F
 
     from latentwalk.endpoints import sample_w
@@ -82,17 +96,22 @@ def privacy_grad_norm(loss: str, G: Any, guides: Any, n_paths: int, n_steps: int
 
     with torch.no_grad():
         q_ends = F.softmax(logits(w.flatten(0, 1)).float(), dim=1).view(n_paths, 2, -1)  # [P, 2, K]
-    x = linear_paths(w[:, 0], w[:, 1], n_steps)[:, 1:-1].detach().requires_grad_(True)  # [P, n_int, w_dim]
-    n_int = x.shape[1]
-    q = interior_targets(q_ends, n_steps).flatten(0, 1)  # [P * n_int, K]
-    with torch.enable_grad():
-        lg = logits(x.flatten(0, 1))
-        if loss in IMAGE_LOSSES:
-            term = (reference_chunk_weights(n_int, lg.device).repeat(n_paths) * image_privacy(loss, lg, q, None)).sum()
-        else:
-            term = batch_privacy(loss, lg, q) * n_paths  # the per-path scale plan_paths gives it
-        (grad,) = torch.autograd.grad(term, [x])
-    return float(grad.norm())
+    norms = []
+    for s in range(0, n_paths, batch):
+        wb = w[s : s + batch]  # [B, 2, w_dim]
+        x = linear_paths(wb[:, 0], wb[:, 1], n_steps)[:, 1:-1].detach().requires_grad_(True)  # [B, n_int, w_dim]
+        n_int = x.shape[1]
+        q = interior_targets(q_ends[s : s + batch], n_steps).flatten(0, 1)  # [B * n_int, K]
+        with torch.enable_grad():
+            lg = logits(x.flatten(0, 1))
+            if loss in IMAGE_LOSSES:
+                weights = reference_chunk_weights(n_int, lg.device).repeat(batch)  # [B * n_int]
+                term = (weights * image_privacy(loss, lg, q, None)).sum()
+            else:
+                term = batch_privacy(loss, lg, q) * batch  # the per-path scale plan_paths gives it
+            (grad,) = torch.autograd.grad(term, [x])
+        norms.append(float(grad.norm()))
+    return sum(norms) / len(norms)
 
 
 def main() -> None:
@@ -144,12 +163,13 @@ def main() -> None:
     spec = f"demo:{kind}"
     G = gan_zoo.load(spec, device=device)
     guides = load_guides(guides_dir, device=device)
-    n_steps = GenerateConfig().plan.n_steps
+    defaults = GenerateConfig()  # the rows below keep its n_steps and paths_per_item
+    n_steps, per_item = defaults.plan.n_steps, defaults.paths_per_item
 
     t0 = time.perf_counter()
     paths = sizes["calibration_paths"]
-    norms = {loss: privacy_grad_norm(loss, G, guides, paths, n_steps, args.seed) for loss in losses}
-    ref = norms.get("kl_uniform") or privacy_grad_norm("kl_uniform", G, guides, paths, n_steps, args.seed)
+    norms = {loss: privacy_grad_norm(loss, G, guides, paths, n_steps, args.seed, per_item) for loss in losses}
+    ref = norms.get("kl_uniform") or privacy_grad_norm("kl_uniform", G, guides, paths, n_steps, args.seed, per_item)
     weights = {loss: BASE_WEIGHT * ref / norms[loss] if norms[loss] > 0 else BASE_WEIGHT for loss in losses}
     calib_s = round(time.perf_counter() - t0, 1)
     print("privacy weights (equal gradient norm to KL-uniform at 0.1):", json.dumps(weights), flush=True)
@@ -175,10 +195,11 @@ def main() -> None:
         print(f"  row {key}: {time.perf_counter() - t0:.0f}s", flush=True)
 
     wall = round(time.perf_counter() - started, 1)
-    body = _table(args, results, weights, norms, calib_s, wall, kind)
+    calibration = {"paths": paths, "batch": per_item}
+    body = _table(args, results, weights, norms, calib_s, wall, kind, calibration=calibration)
     (out / "table.md").write_text(body + "\n")
     record = {"rows": results, "weights": weights, "grad_norms": norms, "calibration_seconds": calib_s,
-              "wall_seconds": wall}  # fmt: skip
+              "calibration": calibration, "wall_seconds": wall}  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(record, indent=2))
     print(body)
     if not (args.quick or args.no_record):
@@ -224,8 +245,10 @@ def _leakage_only(args: Any, sizes: dict, kind: str, losses: list[str]) -> None:
         "evaluations of the full run, after the estimator's null and bootstrap moved from single images to whole "
         "paths; every other column is the full run's. "
     )
+    # a run from before the calibration walked generate's batches walked all its paths as one batch
+    calibration = saved.get("calibration") or {"paths": sizes["calibration_paths"], "batch": None}
     body = _table(args, saved["rows"], saved["weights"], saved["grad_norms"], saved.get("calibration_seconds", 0.0),
-                  saved.get("wall_seconds", 0.0), kind, note)  # fmt: skip
+                  saved.get("wall_seconds", 0.0), kind, note, calibration=calibration)  # fmt: skip
     (out / "table.md").write_text(body + "\n")
     (out / "metrics.json").write_text(json.dumps(saved, indent=2))
     print(body)
@@ -241,8 +264,24 @@ def _f(x: Any, digits: int = 3) -> str:
 
 
 def _table(
-    args: Any, results: dict, weights: dict, norms: dict, calib_s: float, wall: float, kind: str, note: str = ""
+    args: Any,
+    results: dict,
+    weights: dict,
+    norms: dict,
+    calib_s: float,
+    wall: float,
+    kind: str,
+    note: str = "",
+    *,
+    calibration: dict,
 ) -> str:
+    """The markdown section; ``calibration``: ``{"paths": sampled endpoint pairs, "batch": paths walked together
+    (``None``: all at once, as before the calibration followed generate's paths_per_item)}``."""
+    if calibration.get("batch") is None:
+        walked = "walked together as one batch; generate walks 8 per work item"
+    else:
+        walked = (f"walked in batches of {calibration['batch']} as generate walks a work item's paths, the norm "
+                  "averaged over the batches")  # fmt: skip
     header = ["row", "privacy weight", "images", "TSTR accuracy %", "verifier match rate: set / unseen",
               "GT leakage: set / unseen", "leakage MI (normalised) [95 % CI]", "MI null 95th pct. / p",
               "HSIC / p", "generate s / image"]  # fmt: skip
@@ -277,8 +316,8 @@ def _table(
         + "Same dataset, guides, latents "
         f"and sizes as the paper table (method `plan`, {(QUICK if args.quick else FULL)['optim_steps']} Adam steps, "
         "gates off); only the privacy term changes. Privacy weight: set so that the term's gradient norm at the "
-        f"linear paths of a fixed sample of {(QUICK if args.quick else FULL)['calibration_paths']} endpoint pairs "
-        "(walked together; generate walks 8 per work item) equals KL-uniform's at 0.1 (gradient norms "
+        f"linear paths of a fixed sample of {calibration['paths']} endpoint pairs ({walked}) equals KL-uniform's at "
+        "0.1 (gradient norms "
         + ", ".join(f"{k} {v:.3g}" for k, v in norms.items())
         + "). The walk's targets for MI, verification and HSIC: the identity guide's softmax at each endpoint. "
         f"Real-trained TSTR accuracy: {_f(None if real is None else 100 * real, 1)} %. Verifier and GT leakage as in "

@@ -332,6 +332,16 @@ def check_out_dir(out: Path, cfg: GenerateConfig, overwrite: bool = False) -> st
     return claim_dir(out, overwrite=overwrite, inputs=_inputs(cfg), resumable=_GENERATE, resume=True)
 
 
+def _held_fingerprint(out: Path) -> str | None:
+    """The fingerprint of the run ``out`` holds: finished (``run.json``) or unfinished (``.work/config.json``);
+    ``None`` for none."""
+    run = read_json_dict(out / "run.json")
+    if run is not None and run.get("format") == RUN_FORMAT and run.get("fingerprint"):
+        return str(run["fingerprint"])
+    work = read_json_dict(out / WORK_DIR / "config.json")
+    return str(work["fingerprint"]) if work and work.get("fingerprint") else None
+
+
 def _open_out(out: Path, cfg: GenerateConfig, fingerprint: str, chunk: int, overwrite: bool) -> str:
     """Prepare ``out`` on rank 0; returns ``"new"``, ``"resume"`` or ``"done"``."""
     claim = check_out_dir(out, cfg, overwrite)
@@ -414,10 +424,11 @@ def generate(
         cfg: options (paths absolute or relative to the working folder).
         out_dir: output folder: new/empty, an unfinished run of the same configuration (resumed), or a finished one
             (nothing to do).
-        overwrite: replace whatever ``out_dir`` holds (and the private sidecar of an earlier run).
+        overwrite: replace whatever ``out_dir`` holds (and the private sidecar of an earlier run in ``out_dir``).
         private_dir: the folder of the private sidecar (the patients behind each image); ``None`` =
-            ``<out_dir>.private``. Outside ``out_dir``; a ``patients.json`` there that latentwalk did not write is
-            refused.
+            ``<out_dir>.private``. Outside ``out_dir`` and writable (checked before any work); a ``patients.json``
+            there that latentwalk did not write, or that belongs to another output folder, is refused (even with
+            ``overwrite``): two runs must not share one.
         progress: show a progress bar (rank 0 only).
         lpips_net: an ``lpips.LPIPS`` for ``gate_space="lpips"`` instead of loading AlexNet's weights.
         echo: ``callable(str)`` for one-line messages (rank 0 only); ``None`` = silent.
@@ -442,7 +453,8 @@ def generate(
         with world.phase("setup"):
             if lead:
                 claim = check_out_dir(out, cfg, overwrite)  # before the slow setup
-                check_sidecar(private, out, replace=overwrite or claim == "resume", inputs=_inputs(cfg))
+                check_sidecar(private, out, replace=overwrite or claim == "resume", inputs=_inputs(cfg),
+                              fingerprint=_held_fingerprint(out))  # fmt: skip
                 check_attackers(private.parent, cfg.adversarial_rounds)
             setup = _setup(cfg, world, progress and lead)
             ctx = setup.ctx
@@ -611,7 +623,7 @@ def _merge(
         written[name], rejected[name], candidates[name] = count, rej, cand
         rejected_label[name] = rej_label
     write_csv(out / "manifest.csv", MANIFEST_COLUMNS, rows)
-    write_sidecar(private, method=ctx.cfg.method, fingerprint=setup.fingerprint, images=behind)
+    write_sidecar(private, out=out, method=ctx.cfg.method, fingerprint=setup.fingerprint, images=behind)
     counts = {"written": written, "rejected": rejected, "rejected_by_label_gate": rejected_label,
               "candidates": candidates}  # fmt: skip
     counts["by_round"] = [{"round": r, **by_round[r]} for r in sorted(by_round)]

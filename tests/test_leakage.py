@@ -112,6 +112,89 @@ def test_joint_fast_paths_equal_the_dense_reference():
     torch.testing.assert_close(joint(q.to_sparse(), top, order=order), q[inverse].T @ _one_hot(top, k) / n)
 
 
+def _sparse_patients(n: int, k: int, per_image: int, seed: int) -> torch.Tensor:
+    """Q ``[n, k]`` dense: ``per_image`` random patients (of k) behind each image with random weights summing to 1."""
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.zeros(n, k, dtype=torch.float64)
+    for i in range(n):
+        who = torch.randperm(k, generator=gen)[:per_image]
+        q[i, who] = torch.rand(per_image, generator=gen, dtype=torch.float64) + 0.1
+    return q / q.sum(1, keepdim=True)
+
+
+def test_mi_on_the_support_of_q_equals_the_dense_k_by_k_table_for_every_draw():
+    from latentwalk.evaluate.leakage import cluster_counts, cluster_order, support
+
+    gen = torch.Generator().manual_seed(0)
+    n, k = 24, 40
+    q = _sparse_patients(n, k, 2, seed=1)  # 2 of 40 patients behind each of 24 images: some rows stay empty
+    p = (2 * torch.randn(n, k, generator=gen, dtype=torch.float64)).softmax(1)
+    clusters = torch.arange(n) // 3  # paths of 3 images
+    qs, rows = support(q.to_sparse())
+    assert rows.tolist() == torch.nonzero(q.sum(0) > 0).squeeze(1).tolist() and len(rows) < k
+    draws = [{}, {"order": cluster_order(clusters, gen)}, {"counts": cluster_counts(clusters, gen)}]
+    for view in (p, p.argmax(1)):  # soft and hard (one-hot at the top patient)
+        pd = p if view.dtype != torch.long else _one_hot(view, k)
+        for draw in draws:
+            qd = q if "order" not in draw else q[torch.argsort(draw["order"])]  # row i meets P[order[i]]
+            weight = torch.ones(n, dtype=torch.float64) if "counts" not in draw else draw["counts"].double()
+            dense = (qd * weight[:, None]).T @ pd / weight.sum()  # [K, K], the reference
+            on_support = joint(qs, view, patients=k, **draw)  # [|S|, K]
+            assert on_support.shape == (len(rows), k)
+            torch.testing.assert_close(on_support, dense[rows], rtol=1e-12, atol=1e-15)
+            outside = torch.ones(k, dtype=torch.bool)
+            outside[rows] = False
+            assert not dense[outside].any()  # every row off the support is zero: it adds nothing to the MI
+            assert normalised_mi(on_support) == pytest.approx(normalised_mi(dense), rel=1e-12, abs=1e-15)
+            assert normalised_mi(joint(q.to_sparse(), view, **draw)) == pytest.approx(normalised_mi(dense), rel=1e-12)
+
+
+def test_leakage_figures_on_the_support_equal_those_of_the_dense_table(monkeypatch):
+    import latentwalk.evaluate.leakage as lk
+
+    gen = torch.Generator().manual_seed(2)
+    n, k = 36, 30
+    q = _sparse_patients(n, k, 3, seed=3)
+    p = (torch.randn(n, k, generator=gen, dtype=torch.float64) + 2 * q).softmax(1)
+    emb, clusters = torch.randn(n, 4, generator=gen), torch.arange(n) // 4
+    fast = leakage(q.to_sparse(), p, emb, clusters=clusters, permutations=30, bootstrap=30, seed=7)
+    # the dense reference: every one of the K patients a row of J, Q densified for HSIC
+    monkeypatch.setattr(lk, "support", lambda q: (q.coalesce(), torch.arange(q.shape[1])))
+    dense = leakage(q.to_sparse(), p, emb, clusters=clusters, permutations=30, bootstrap=30, seed=7)
+    assert fast == dense
+
+
+def test_leakage_over_twenty_thousand_patients_never_builds_a_k_by_k_table(monkeypatch):
+    import time
+
+    import latentwalk.evaluate.leakage as lk
+
+    n, k = 64, 20_000  # the K x K table would be 3.2 GB of float64
+    gen = torch.Generator().manual_seed(0)
+    q = torch.zeros(n, k, dtype=torch.float64)
+    ends = torch.randint(k, (n // 8, 2), generator=gen).repeat_interleave(8, 0)  # 8 paths of 8 images, 2 ends each
+    t = (torch.arange(n) % 8 / 7).double()
+    q[torch.arange(n), ends[:, 0]] += 1 - t
+    q[torch.arange(n), ends[:, 1]] += t
+    p = torch.randn(n, k, generator=gen, dtype=torch.float64).softmax(1)
+    shapes = []
+    real_mi = lk.normalised_mi
+
+    def spy(j):
+        shapes.append(tuple(j.shape))
+        return real_mi(j)
+
+    monkeypatch.setattr(lk, "normalised_mi", spy)
+    started = time.perf_counter()
+    r = leakage(q.to_sparse(), p, torch.randn(n, 8, generator=gen), clusters=torch.arange(n) // 8, permutations=20,
+                bootstrap=20, seed=0)  # fmt: skip
+    seconds = time.perf_counter() - started
+    nnz = int((q > 0).sum())
+    assert len(shapes) == 2 * (1 + 20 + 20) and all(rows <= min(nnz, 16) and cols == k for rows, cols in shapes)
+    assert 0 <= r["mi"]["soft"]["mi"] <= 1 and r["hsic"]["images"] == n
+    assert seconds < 30, seconds  # a [K, K] table per draw would take minutes (and 3.2 GB each)
+
+
 def test_unbiased_hsic_is_zero_on_average_for_independent_samples_and_follows_song_et_al():
     gen = torch.Generator().manual_seed(0)
     values = []
@@ -178,7 +261,7 @@ def _copies_with_sidecar(dataset: Path, out: Path, private: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=["id", "file", "label"])
         writer.writeheader()
         writer.writerows(rows)
-    write_sidecar(private / "patients.json", method="ksame", fingerprint="f" * 64, images=behind)
+    write_sidecar(private / "patients.json", out=out, method="ksame", fingerprint="f" * 64, images=behind)
 
 
 def test_evaluate_reports_leakage_only_with_a_private_sidecar(no_truth_dataset, tmp_path):

@@ -146,16 +146,19 @@ def test_linear_sidecar_names_the_identity_guides_likeliest_training_patient_at_
 def test_the_sidecar_survives_a_resumed_run(chain, tmp_path, monkeypatch):
     import latentwalk.pipeline as pl
 
-    cfg = _cfg(chain)
+    cfg, out, vault = _cfg(chain), tmp_path / "resumed", tmp_path / "vault"
     generate(cfg, tmp_path / "straight")
-    expected = (tmp_path / "straight.private" / "patients.json").read_bytes()
+    straight = (tmp_path / "straight.private" / "patients.json").read_bytes()
+    # the same bytes but the output folder each records
+    expected = straight.replace(json.dumps(str((tmp_path / "straight").resolve())).encode(),
+                                json.dumps(str(out.resolve())).encode())  # fmt: skip
+    assert expected != straight
     real_run, real_card = pl.run_item, pl.dataset_card
     crash_after_two = crash_after(2, real_run)
 
     def crash_in_the_merge(run):  # after the sidecar, before run.json
         raise KeyboardInterrupt
 
-    out, vault = tmp_path / "resumed", tmp_path / "vault"
     monkeypatch.setattr(pl, "run_item", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         generate(cfg, out, private_dir=vault)
@@ -192,7 +195,86 @@ def test_the_sidecar_refuses_a_foreign_file_and_a_place_inside_the_output(chain,
     with pytest.raises(ConfigError, match="lies inside the data input"):
         generate(cfg, out, private_dir=Path(chain["data"]) / "private")
     ours = tmp_path / "vault" / "patients.json"
-    write_sidecar(ours, method="linear", fingerprint="0" * 64, images={})
+    write_sidecar(ours, out=out, method="linear", fingerprint="0" * 64, images={})
     with pytest.raises(ConfigError, match="written by latentwalk earlier.*--overwrite"):
-        generate(cfg, out, private_dir=ours.parent)  # an earlier run's sidecar, and OUT is a new run
+        generate(cfg, out, private_dir=ours.parent)  # an earlier run's sidecar of this OUT, and OUT is a new run
     assert not out.exists()
+
+
+def test_a_default_private_folder_beside_a_read_only_parent_is_refused_before_any_work(chain, tmp_path, monkeypatch):
+    import latentwalk.pipeline as pl
+
+    parent = tmp_path / "readonly"
+    out = parent / "synthetic"
+    out.mkdir(parents=True)  # OUT itself exists and is writable; its parent, where OUT.private would go, is not
+    parent.chmod(0o555)
+    try:
+        try:
+            (parent / "probe").touch()
+        except PermissionError:
+            pass
+        else:
+            pytest.skip("chmod does not restrict this user (root)")
+
+        def no_work(*args, **kwargs):
+            raise AssertionError("the run's setup started")
+
+        monkeypatch.setattr(pl, "_setup", no_work)
+        with pytest.raises(ConfigError, match="--private-dir") as e:
+            generate(_cfg(chain), out)
+        message = str(e.value)
+        assert "\n" not in message and f"{out}.private" in message and "private sidecar" in message
+        assert not any(out.iterdir()) and not (parent / "synthetic.private").exists()
+        vault = tmp_path / "vault"
+        monkeypatch.undo()
+        assert generate(_cfg(chain), out, private_dir=vault).sidecar == vault / "patients.json"  # the way out
+    finally:
+        parent.chmod(0o755)
+
+
+def test_two_outputs_sharing_a_private_folder_never_replace_each_others_sidecar(chain, tmp_path, monkeypatch):
+    import latentwalk.pipeline as pl
+    from latentwalk.generation.sidecar import write_sidecar
+
+    cfg, vault = _cfg(chain), tmp_path / "vault"
+    first, second = tmp_path / "first", tmp_path / "second"
+    real_run = pl.run_item
+    monkeypatch.setattr(pl, "run_item", crash_after(1, real_run))
+    with pytest.raises(KeyboardInterrupt):
+        generate(cfg, second, private_dir=vault)  # the second output: unfinished, no sidecar yet
+    monkeypatch.setattr(pl, "run_item", real_run)
+    generate(cfg, first, private_dir=vault)  # the first output: finished, its sidecar in the shared folder
+    sidecar = vault / "patients.json"
+    theirs = sidecar.read_bytes()
+    assert json.loads(theirs)["output"] == str(first.resolve())
+
+    for overwrite in (False, True):  # resuming the second output, or replacing it, would replace the first's sidecar
+        with pytest.raises(ConfigError, match="belongs to the output .*first.*must not share a private folder") as e:
+            generate(cfg, second, overwrite=overwrite, private_dir=vault)
+        assert "\n" not in str(e.value) and "--private-dir" in str(e.value)
+    third = tmp_path / "third"
+    with pytest.raises(ConfigError, match="belongs to the output"):
+        generate(cfg, third, overwrite=True, private_dir=vault)  # a new output, even with --overwrite
+    assert sidecar.read_bytes() == theirs and not (second / "run.json").exists() and not third.exists()
+
+    # the first output's own reruns keep working: nothing to do, a replacement, a resumed run
+    assert generate(cfg, first, private_dir=vault).already_done and sidecar.read_bytes() == theirs
+    assert generate(cfg, first, overwrite=True, private_dir=vault).sidecar == sidecar
+    assert sidecar.read_bytes() == theirs
+    result = generate(cfg, second, private_dir=tmp_path / "own")  # the second resumes with a folder of its own
+    assert result.resumed and json.loads(result.sidecar.read_text())["output"] == str(second.resolve())
+
+    # a sidecar of another output that appears while a run is under way is not replaced at its end either
+    fourth = tmp_path / "fourth"
+
+    def another_run_finishes(*args, **kwargs):
+        if not sidecar.exists():
+            write_sidecar(sidecar, out=tmp_path / "elsewhere", method="linear", fingerprint="0" * 64, images={})
+        return real_run(*args, **kwargs)
+
+    sidecar.unlink()
+    monkeypatch.setattr(pl, "run_item", another_run_finishes)
+    with pytest.raises(ConfigError, match="belongs to the output .*elsewhere"):
+        generate(cfg, fourth, private_dir=vault)
+    assert json.loads(sidecar.read_text())["output"] == str((tmp_path / "elsewhere").resolve())
+    assert not (fourth / "run.json").exists()

@@ -137,7 +137,7 @@ def _rank() -> int:
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Folder of the private sidecar (the patients behind each image, for evaluate --private) "
-    "[default: OUT.private]; never inside --out. Do not share it.",
+    "[default: OUT.private]; never inside --out, and one per output folder. Do not share it.",
 )
 @click.pass_context
 def generate_cmd(ctx, config_file, out, overwrite, private_dir, **options):

@@ -11,6 +11,10 @@ attacker knows and renormalised; and P ``[N, K]``, the attacker's belief about w
   the marginals ``p(s) = Σ_ŝ J``, ``p(ŝ) = Σ_s J``. ``I`` is in [0, 1]: 0 when the attacker's reading is
   independent of who is behind the image, 1 when it names the patient behind every image and all K patients are
   behind equally many. Reported for the soft P and for the hard plug-in (P one-hot at the attacker's top patient).
+  Only the rows of J of patients behind some image can be non-zero (``p(s) = 0`` elsewhere, and those rows add
+  nothing to the sum), so J is built on Q's support S alone: ``J_S = Q[:, S]ᵀP / N`` ``[|S|, K]`` with
+  ``|S| <= min(K, nnz(Q))`` (:func:`support`), never the ``[K, K]`` table: memory and time grow with ``|S| K``, not
+  ``K²``, for the estimate and each of its null and bootstrap draws; :func:`joint` on all K rows is the reference.
   The plug-in estimate is biased upwards with few images per cell of the K x K table, so it is read against a
   **permutation null**: Q is shuffled across *clusters* (the images of one path share their endpoints, so their Q
   rows and the attacker's readings are alike; shuffling single images would break that structure in the null only
@@ -48,6 +52,7 @@ __all__ = [
     "BOOTSTRAP",
     "HSIC_MAX_IMAGES",
     "patient_matrix",
+    "support",
     "joint",
     "normalised_mi",
     "hsic_unbiased",
@@ -97,17 +102,51 @@ def patient_matrix(behind: Sequence[Mapping[str, float]], patients: Sequence[str
     return q.coalesce(), torch.tensor(kept, dtype=torch.long), known
 
 
-def joint(q: Tensor, p: Tensor, order: Tensor | None = None, counts: Tensor | None = None) -> Tensor:
-    """``J = QᵀP / N`` ``[K, K]`` float64: row ``s`` = patient behind, column ``ŝ`` = patient the attacker sees.
+def support(q: Tensor) -> tuple[Tensor, Tensor]:
+    """Q on its support: the columns (patients) with weight in some row.
 
     Args:
-        q: ``[N, K]`` sparse COO (coalesced) or dense; rows sum to 1.
+        q: ``[N, K]`` sparse COO (coalesced) or dense.
+
+    Returns:
+        ``(Q_S [N, |S|] sparse COO coalesced (q's dtype), S [|S|] int64 ascending column indices into q)``;
+        ``|S| <= min(K, nnz(Q))``.
+    """
+    q = (q if q.is_sparse else q.to_sparse()).coalesce()
+    img, pat = q.indices()
+    val = q.values()
+    keep = val != 0  # an explicit zero is no support
+    img, pat, val = img[keep], pat[keep], val[keep]
+    columns, local = pat.unique(sorted=True, return_inverse=True)  # [|S|], [nnz]
+    shape = (q.shape[0], len(columns))
+    qs = torch.sparse_coo_tensor(torch.stack([img, local]), val, shape, check_invariants=False)
+    return qs.coalesce(), columns
+
+
+def joint(
+    q: Tensor,
+    p: Tensor,
+    order: Tensor | None = None,
+    counts: Tensor | None = None,
+    *,
+    patients: int | None = None,
+) -> Tensor:
+    """``J = QᵀP / N`` ``[R, K]`` float64: row ``s`` = patient behind (a column of ``q``), column ``ŝ`` = patient
+    the attacker sees.
+
+    With ``q`` of all K patients (``R = K``) this is the full table, the reference; with ``q`` on its support
+    (:func:`support`: ``R = |S|``) it is the full table's rows of S, every other row being zero.
+
+    Args:
+        q: ``[N, R]`` sparse COO (coalesced) or dense; rows sum to 1.
         p: ``[N, K]`` dense float64 with rows summing to 1, or ``[N]`` int64 the attacker's top patient (one-hot P).
         order: optional ``[N]`` permutation: image ``i``'s Q row is paired with P row ``order[i]`` (a null draw).
         counts: optional ``[N]`` multiplicities of the images (a bootstrap draw); J is divided by their sum.
+        patients: K, the columns of J, for a one-hot ``p``; ``None`` = R (``q`` of all K patients). Ignored for a
+            dense ``p`` (its columns).
     """
     q = q if q.is_sparse else q.to_sparse()
-    n, k = q.shape
+    n, r = q.shape
     img, pat = q.indices()
     val = q.values()
     if order is not None:
@@ -116,14 +155,20 @@ def joint(q: Tensor, p: Tensor, order: Tensor | None = None, counts: Tensor | No
         val = val * counts.to(val.dtype)[img]
     total = float(n) if counts is None else float(counts.sum())  # a cluster bootstrap draws about N images
     if p.dtype == torch.long:  # one-hot P: add each weight to its cell, no product needed
-        return torch.zeros(k * k, dtype=torch.float64).index_add_(0, pat * k + p[img], val).view(k, k) / total
-    qt = torch.sparse_coo_tensor(torch.stack([pat, img]), val, (k, n), check_invariants=False)
+        k = r if patients is None else int(patients)
+        return torch.zeros(r * k, dtype=torch.float64).index_add_(0, pat * k + p[img], val).view(r, k) / total
+    qt = torch.sparse_coo_tensor(torch.stack([pat, img]), val, (r, n), check_invariants=False)
     return torch.sparse.mm(qt, p) / total
 
 
 def normalised_mi(j: Tensor) -> float:
-    """``Σ J log(J / (p(s) p(ŝ))) / log K`` of a joint ``[K, K]`` that sums to 1; in [0, 1]."""
-    k = j.shape[0]
+    """``Σ J log(J / (p(s) p(ŝ))) / log K`` of a joint that sums to 1; in [0, 1].
+
+    Args:
+        j: ``[R, K]`` float64: the full ``[K, K]`` table or any of its rows that hold all its mass (Q's support,
+            :func:`support`); K, the attacker's patients, is its column count.
+    """
+    k = j.shape[1]
     if k < 2:
         raise DataError(f"mutual information over {k} patient(s) is undefined; the attacker must know two or more")
     ps, pc = j.sum(1), j.sum(0)
@@ -232,19 +277,26 @@ def _interval(value: float, draws: Tensor) -> list[float]:
 def _mi_figures(
     q: Tensor, p: Tensor, clusters: Tensor, permutations: int, bootstrap: int, gen: torch.Generator
 ) -> dict[str, Any]:
-    """Soft and hard plug-in MI with their cluster-permutation nulls and cluster-bootstrap intervals."""
+    """Soft and hard plug-in MI with their cluster-permutation nulls and cluster-bootstrap intervals, every joint
+    on Q's support (``[|S|, K]``; a null or bootstrap draw moves or reweights Q's rows, never its support)."""
+    qs, _ = support(q)
+    k = p.shape[1]
     views = {"soft": p, "hard": p.argmax(1)}  # hard: the attacker's top patient (P one-hot)
-    value = {name: normalised_mi(joint(q, view)) for name, view in views.items()}
+
+    def mi(view: Tensor, **draw: Tensor) -> float:
+        return normalised_mi(joint(qs, view, patients=k, **draw))
+
+    value = {name: mi(view) for name, view in views.items()}
     null: dict[str, list[float]] = {name: [] for name in views}
     boot: dict[str, list[float]] = {name: [] for name in views}
     for _ in range(permutations):
         order = cluster_order(clusters, gen)
         for name, view in views.items():
-            null[name].append(normalised_mi(joint(q, view, order=order)))
+            null[name].append(mi(view, order=order))
     for _ in range(bootstrap):
         counts = cluster_counts(clusters, gen)
         for name, view in views.items():
-            boot[name].append(normalised_mi(joint(q, view, counts=counts)))
+            boot[name].append(mi(view, counts=counts))
     out: dict[str, Any] = {}
     for name in views:
         figures = _null_summary(value[name], torch.tensor(null[name], dtype=torch.float64))
@@ -262,7 +314,7 @@ def _hsic_figures(
     if n < 4:
         return {"skipped": f"unbiased HSIC needs 4 or more images, got {n}"}
     subset = torch.randperm(n, generator=gen)[:HSIC_MAX_IMAGES].sort().values if n > HSIC_MAX_IMAGES else None
-    qd = q.to_dense() if q.is_sparse else q
+    qd = support(q)[0].to_dense()  # [N, |S|]: QQᵀ without Q's empty columns
     emb = embedding
     if subset is not None:
         qd, emb, clusters = qd[subset], emb[subset], clusters[subset]

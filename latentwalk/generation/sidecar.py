@@ -8,6 +8,13 @@ it is written *outside* the output folder: by default to the sibling folder ``<O
 recorded as latentwalk's in the folder's ``.latentwalk-files.json`` (:mod:`latentwalk.outputs`): a file there that
 latentwalk did not write is never replaced. Neither its path nor its content enters ``run.json`` or the card.
 
+Checked before any work (:func:`check_sidecar`): the private folder must be writable (a default ``<OUT>.private``
+beside an ``OUT`` whose parent is read-only is one error asking for ``--private-dir``), and a sidecar already there is
+replaced only by a rerun of the output it belongs to (``output``, its output folder's real path; for a sidecar
+without one, its ``run_fingerprint`` against the run ``OUT`` holds). Two runs pointed at one ``--private-dir`` are
+refused instead of replacing each other's sidecar, ``--overwrite`` or not: ``--overwrite`` replaces what latentwalk
+wrote for *this* output. The check is repeated just before the sidecar is written (a run started meanwhile).
+
 Who is behind an image (``source``):
 
 * ``"ksame-groups"`` (``ksame``, ``ksame-plan``): the endpoints are means of k-same groups, so the patients behind an
@@ -21,8 +28,8 @@ Who is behind an image (``source``):
 Format (JSON, key-sorted)::
 
     {"format": "latentwalk.private-patients", "format_version": 1, "method": "ksame-plan",
-     "source": "ksame-groups", "run_fingerprint": "<run.json's fingerprint>", "private": "<a warning>",
-     "images": {"s0_000001": {"patients": {"<identity>": 0.25, ...}, "t": 0.333333}, ...}}
+     "source": "ksame-groups", "run_fingerprint": "<run.json's fingerprint>", "output": "/abs/path/of/OUT",
+     "private": "<a warning>", "images": {"s0_000001": {"patients": {"<identity>": 0.25, ...}, "t": 0.333333}, ...}}
 
 ``images`` is keyed by the manifest's ids: the sidecar is written by the same merge that decides them, from the
 work items a resumed run reads back, so it matches ``manifest.csv`` of the finished run. Entries of the identity
@@ -46,6 +53,8 @@ from latentwalk.generation.items import Context, Item
 from latentwalk.io import read_json_dict, read_versioned_json, sha256_file
 from latentwalk.outputs import LEDGER, check_apart, claim_file, record_file
 
+_FIX = "(private_dir / --private-dir)"
+
 __all__ = [
     "SIDECAR_FORMAT",
     "SIDECAR_FORMAT_VERSION",
@@ -54,6 +63,7 @@ __all__ = [
     "sidecar_path",
     "sidecar_source",
     "check_sidecar",
+    "check_owner",
     "patients_behind",
     "write_sidecar",
     "read_sidecar",
@@ -96,33 +106,104 @@ def is_ours(path: Path) -> bool:
     return files[path.name] == sha256_file(path)
 
 
+def _output_id(out: str | os.PathLike) -> str:
+    """The identity of an output folder a sidecar records: its real absolute path."""
+    return os.path.realpath(out)
+
+
+def _check_private_folder(folder: Path) -> None:
+    """Prove that the private folder can be created and written: a probe file in its nearest existing folder.
+
+    Raises:
+        ConfigError: one line naming the folder and asking for another (``--private-dir``).
+    """
+    base = Path(os.path.realpath(folder))
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        raise ConfigError(f"cannot create the private folder {folder}: {base} is a file; pass a writable folder "
+                          f"outside the output folder {_FIX}")  # fmt: skip
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".latentwalk-probe.", dir=base)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot write the private sidecar's folder {folder} (in {base}: {e.strerror or e}); pass a writable "
+            f"folder outside the output folder {_FIX}"
+        ) from None
+
+
+def check_owner(path: Path, out: str | os.PathLike, fingerprint: str | None) -> None:
+    """Refuse a sidecar at ``path`` that latentwalk did not write, or that belongs to another output than ``out``.
+
+    Args:
+        path: the sidecar file; nothing to check when absent.
+        out: this run's output folder.
+        fingerprint: the fingerprint of the run ``out`` holds (finished or not; ``None`` for none): it decides for
+            a sidecar that records no output folder (written before sidecars recorded one).
+
+    Raises:
+        ConfigError: one line naming the file, and the output it belongs to when it records one.
+    """
+    if not path.is_file():
+        return
+    if not is_ours(path):
+        raise ConfigError(
+            f"{path} exists and latentwalk did not write it; move it away or choose another private folder {_FIX}"
+        )
+    record = read_json_dict(path) or {}
+    recorded = record.get("output")
+    if isinstance(recorded, str) and recorded:
+        if recorded == _output_id(out):
+            return
+        other = f"the output {recorded}"
+    elif fingerprint is not None and record.get("run_fingerprint") == fingerprint:
+        return
+    else:
+        other = f"another generate run (fingerprint {str(record.get('run_fingerprint'))[:12]})"
+    raise ConfigError(
+        f"the private sidecar {path} belongs to {other}, not to {out}: runs must not share a private folder; pass a "
+        f"different private folder for {out} {_FIX}"
+    )
+
+
 def check_sidecar(
-    path: Path, out: str | os.PathLike, *, replace: bool, inputs: Mapping[str, str | os.PathLike | None]
+    path: Path,
+    out: str | os.PathLike,
+    *,
+    replace: bool,
+    inputs: Mapping[str, str | os.PathLike | None],
+    fingerprint: str | None = None,
 ) -> None:
-    """Refuse, before any work, a sidecar path inside the output folder or an input, or one that is taken.
+    """Refuse, before any work, a sidecar path inside the output folder or an input, an unwritable private folder,
+    or a sidecar there that is taken.
 
     Args:
         path: the sidecar file (:func:`sidecar_path`).
         out: the shareable output folder; the sidecar must lie outside it.
-        replace: an earlier sidecar of latentwalk's may be replaced (``overwrite``, or a resumed run).
+        replace: an earlier sidecar of this output's may be replaced (``overwrite``, or a resumed run).
         inputs: name -> path of what the run reads (the sidecar stays apart from each).
+        fingerprint: the fingerprint of the run ``out`` holds already (its ``run.json`` or unfinished work; ``None``
+            for none), for :func:`check_owner`.
 
     Raises:
-        ConfigError: one line: inside ``out`` or an input, a file there latentwalk did not write (or that changed
-            since), an earlier sidecar without ``replace``, a folder in the way, an unwritable place.
+        ConfigError: one line: inside ``out`` or an input, a private folder that cannot be created or written, a
+            file there latentwalk did not write (or that changed since), another output's sidecar (even with
+            ``replace``), an earlier sidecar of this output's without ``replace``, a folder in the way.
     """
     real_out, real = Path(os.path.realpath(out)), Path(os.path.realpath(path))
     if real_out == real or real_out in real.parents:
         raise ConfigError(
             f"the private sidecar {path} would lie inside the shareable output folder {out}; choose a private folder "
-            "outside it (private_dir / --private-dir)"
+            f"outside it {_FIX}"
         )
     check_apart(path, inputs, what="private sidecar")
-    if path.is_file() and not is_ours(path):
-        raise ConfigError(
-            f"{path} exists and latentwalk did not write it; move it away or choose another private folder "
-            "(private_dir / --private-dir)"
-        )
+    if path.is_dir():
+        raise ConfigError(f"the private sidecar {path} is a folder; move it away or choose another private folder "
+                          f"{_FIX}")  # fmt: skip
+    _check_private_folder(path.parent)
+    check_owner(path, out, fingerprint)
     claim_file(path, overwrite=replace, inputs=inputs)
 
 
@@ -162,16 +243,28 @@ def patients_behind(ctx: Context, item: Item, rec: Mapping[str, Tensor], c: int)
     return entry
 
 
-def write_sidecar(path: Path, *, method: str, fingerprint: str, images: Mapping[str, dict[str, Any]]) -> None:
+def write_sidecar(
+    path: Path,
+    *,
+    out: str | os.PathLike,
+    method: str,
+    fingerprint: str,
+    images: Mapping[str, dict[str, Any]],
+) -> None:
     """Write the sidecar atomically, readable by its owner only, and record it as latentwalk's
-    (call :func:`check_sidecar` first).
+    (call :func:`check_sidecar` first; :func:`check_owner` is repeated here, for a run started meanwhile).
 
     Args:
         path: the sidecar file.
+        out: the output folder the sidecar belongs to (its real path is recorded).
         method: the generation method.
         fingerprint: the run's fingerprint (as in its ``run.json``), which ties the sidecar to the run.
         images: manifest id -> :func:`patients_behind` entry, for every written image.
+
+    Raises:
+        ConfigError: a file at ``path`` latentwalk did not write, or another output's sidecar.
     """
+    check_owner(path, out, fingerprint)
     record = {
         "format": SIDECAR_FORMAT,
         "format_version": SIDECAR_FORMAT_VERSION,
@@ -179,6 +272,7 @@ def write_sidecar(path: Path, *, method: str, fingerprint: str, images: Mapping[
         "method": method,
         "source": sidecar_source(method),
         "run_fingerprint": fingerprint,
+        "output": _output_id(out),
         "images": dict(images),
     }
     write_private_file(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8"))
