@@ -49,6 +49,8 @@ __all__ = [
     "ssim",
     "ssim_matrix",
     "ssim_nearest",
+    "ssim_nearest_many",
+    "ssim_block_images",
     "nearest_in_matrix",
 ]
 
@@ -58,6 +60,7 @@ SSIM_TRUNCATE = 3.5  # scikit-image's truncation of that Gaussian, in standard d
 SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)  # 5: as scipy.ndimage computes it
 SSIM_WIN_SIZE = 2 * SSIM_RADIUS + 1  # 11: images must be at least this large on both sides
 SSIM_K1, SSIM_K2 = 0.01, 0.03  # stability constants: C1 = (K1 * data_range)^2, C2 = (K2 * data_range)^2
+SSIM_BLOCK_BYTES = 256 << 20  # ssim_nearest's default block: float64 images and moments of both sides below this
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -521,7 +524,8 @@ def ssim_matrix(x: Tensor, y: Tensor, *, data_range: float = 2.0, chunk: int = 6
     """Mean SSIM of every pair ``(x[i], y[j])``, as :func:`ssim` would give it.
 
     Means and variances are filtered once per image; only the cross term ``G * (x_i y_j)`` is filtered per pair,
-    ``chunk`` pairs at a time.
+    ``chunk`` pairs at a time. The result is ``N x M``; for nearest neighbours over large sets use
+    :func:`ssim_nearest`, which never holds it.
 
     Args:
         x: ``[N, C, H, W]`` float images (C = 1 or 3, ``H, W >= 11``).
@@ -538,12 +542,27 @@ def ssim_matrix(x: Tensor, y: Tensor, *, data_range: float = 2.0, chunk: int = 6
     """
     _ssim_checks(x, y, data_range)
     _check_positive_int(chunk, "chunk")
-    n, m = x.shape[0], y.shape[0]
     g = _gaussian_window(x.device)
     x64, y64 = x.double(), y.double()  # [N, C, H, W], [M, C, H, W]
-    mu_x, var_x = _moments(x64, g)  # [N, C, h, w]
-    mu_y, var_y = _moments(y64, g)  # [M, C, h, w]
-    out = torch.empty((n, m), dtype=torch.float64, device=x.device)  # [N, M]
+    return _cross_ssim(x64, *_moments(x64, g), y64, *_moments(y64, g), g, float(data_range), chunk)
+
+
+def _cross_ssim(
+    x64: Tensor,
+    mu_x: Tensor,
+    var_x: Tensor,
+    y64: Tensor,
+    mu_y: Tensor,
+    var_y: Tensor,
+    g: Tensor,
+    data_range: float,
+    chunk: int,
+) -> Tensor:
+    """``[n, m]`` float64 SSIM of every pair of float64 images ``x64`` ``[n, C, H, W]``, ``y64`` ``[m, C, H, W]``
+    given their moments ``[., C, h, w]``; the cross term is filtered ``chunk`` pairs at a time. Every pair's value is
+    computed alone (the passes only batch them), so a block of rows or columns gives the same bits as the whole."""
+    n, m = x64.shape[0], y64.shape[0]
+    out = torch.empty((n, m), dtype=torch.float64, device=x64.device)  # [n, m]
     rows = max(1, chunk // max(m, 1))  # rows of x per pass
     cols = min(max(m, 1), chunk)  # columns of y per pass
     for i0 in range(0, n, rows):
@@ -552,9 +571,17 @@ def ssim_matrix(x: Tensor, y: Tensor, *, data_range: float = 2.0, chunk: int = 6
             j1 = min(j0 + cols, m)
             e_xy = _filter(x64[i0:i1, None] * y64[None, j0:j1], g)  # [r, c, C, h, w]
             out[i0:i1, j0:j1] = _ssim_mean(
-                mu_x[i0:i1, None], var_x[i0:i1, None], mu_y[None, j0:j1], var_y[None, j0:j1], e_xy, float(data_range)
+                mu_x[i0:i1, None], var_x[i0:i1, None], mu_y[None, j0:j1], var_y[None, j0:j1], e_xy, data_range
             )
     return out
+
+
+def ssim_block_images(shape: Sequence[int]) -> int:
+    """Default images per side of an :func:`ssim_nearest` block for images ``[C, H, W]``: the float64 copy, local
+    mean and local variance of every image of both sides' blocks (``2 * 3 * chunk * C * H * W`` values at most)
+    stay below :data:`SSIM_BLOCK_BYTES` (1365 at 64 px gray, 85 at 256 px gray, 28 at 256 px RGB)."""
+    c, h, w = (int(v) for v in shape[-3:])
+    return max(1, SSIM_BLOCK_BYTES // (2 * 3 * c * h * w * 8))
 
 
 def ssim_nearest(
@@ -564,31 +591,116 @@ def ssim_nearest(
     a_groups: Sequence[Hashable] | None = None,
     b_groups: Sequence[Hashable] | None = None,
     data_range: float = 2.0,
+    chunk: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Nearest image of ``b`` for each image of ``a`` in ``1 - SSIM``, optionally only across groups.
+
+    Computed in blocks of ``chunk`` images of ``a`` by ``chunk`` images of ``b`` with a running minimum, so memory
+    is bounded by the block, never ``N x M``; the result is that of the row-wise minimum of
+    ``1 - ssim_matrix(a, b)`` (same values, same index: the first of equal minima, as ``torch.min``).
 
     Args:
         a: ``[N, C, H, W]`` float images.
         b: ``[M, C, H, W]`` float images, same ``[C, H, W]`` and device.
         a_groups: group id (e.g. patient id) per image of ``a``; with ``b_groups``, pairs in the same group are
-            never matched (a row with no other group gets distance ``inf``).
+            never matched (a row with no other group gets distance ``inf`` and index 0).
         b_groups: group id per image of ``b``.
         data_range: as :func:`ssim_matrix`.
+        chunk: images of ``a`` and of ``b`` per block; ``None`` = :func:`ssim_block_images` (blocks of about
+            256 MB). Memory is about ``6 * chunk * C * H * W + chunk^2`` float64 values, plus the pair passes of
+            :func:`ssim_matrix`.
 
     Returns:
         ``(distance [N] float64, index [N] int64 into b)``, on the images' device.
 
     Raises:
-        ConfigError: as :func:`ssim_matrix`, or groups of the wrong length.
+        ConfigError: as :func:`ssim_matrix`, a bad ``chunk``, or groups of the wrong length.
     """
-    return nearest_in_matrix(1.0 - ssim_matrix(a, b, data_range=data_range), a_groups=a_groups, b_groups=b_groups)
+    groups = None if a_groups is None and b_groups is None else (a_groups, b_groups)
+    return ssim_nearest_many(a, b, [groups], data_range=data_range, chunk=chunk)[0]
+
+
+def ssim_nearest_many(
+    a: Tensor,
+    b: Tensor,
+    groupings: Sequence[tuple[Sequence[Hashable] | None, Sequence[Hashable] | None] | None],
+    *,
+    data_range: float = 2.0,
+    chunk: int | None = None,
+) -> list[tuple[Tensor, Tensor]]:
+    """Several :func:`ssim_nearest` searches of ``a`` in ``b`` that differ only in their groups, in one pass over
+    the pairs (the SSIM of each pair is computed once).
+
+    Args:
+        a, b, data_range, chunk: as :func:`ssim_nearest`.
+        groupings: per search, ``(a_groups, b_groups)`` or ``None`` (no exclusion); e.g. ``[(patients, patients),
+            (range(M), range(M))]`` for "nearest image of another patient" and "nearest other image" of ``a is b``.
+
+    Returns:
+        One ``(distance [N] float64, index [N] int64)`` per grouping, in order.
+
+    Raises:
+        ConfigError: as :func:`ssim_nearest`, or no grouping.
+    """
+    _ssim_checks(a, b, data_range)
+    if chunk is not None:
+        _check_positive_int(chunk, "chunk")
+    if isinstance(groupings, (str, bytes)) or not isinstance(groupings, Sequence) or not groupings:
+        raise ConfigError("groupings must be a non-empty list of (a_groups, b_groups) pairs or None")
+    n, m = a.shape[0], b.shape[0]
+    codes = []
+    for grouping in groupings:
+        if grouping is not None and (not isinstance(grouping, (tuple, list)) or len(grouping) != 2):
+            raise ConfigError(f"each grouping must be (a_groups, b_groups) or None, got {grouping!r}")
+        codes.append(None if grouping is None else _group_codes(*grouping, n, m, a.device))
+    best: list[tuple[Tensor, Tensor]] = [
+        (torch.empty(n, dtype=torch.float64, device=a.device), torch.empty(n, dtype=torch.int64, device=a.device))
+        for _ in groupings
+    ]
+    if n == 0 or m == 0:
+        if n and not m:
+            raise ConfigError("b has no images: there is no nearest neighbour")
+        return best
+    size = ssim_block_images(a.shape[1:]) if chunk is None else chunk
+    g, dr = _gaussian_window(a.device), float(data_range)
+    for i0 in range(0, n, size):
+        x64 = a[i0 : i0 + size].double()  # [r, C, H, W]
+        mu_x, var_x = _moments(x64, g)  # [r, C, h, w]
+        i1 = i0 + x64.shape[0]
+        for j0 in range(0, m, size):
+            y64 = b[j0 : j0 + size].double()  # [c, C, H, W]
+            dist = 1.0 - _cross_ssim(x64, mu_x, var_x, y64, *_moments(y64, g), g, dr, 64)  # [r, c]
+            j1 = j0 + y64.shape[0]
+            for (best_d, best_i), grouping in zip(best, codes, strict=True):
+                block = dist
+                if grouping is not None:
+                    a_codes, b_codes, _ = grouping
+                    block = dist.masked_fill(a_codes[i0:i1, None] == b_codes[None, j0:j1], math.inf)
+                _merge_min(best_d[i0:i1], best_i[i0:i1], block, j0, first=j0 == 0)
+    return best
+
+
+def _merge_min(best_d: Tensor, best_i: Tensor, block: Tensor, offset: int, first: bool) -> None:
+    """Fold the row minima of ``block`` ``[r, c]`` (columns ``offset + j``) into ``best_d``, ``best_i`` ``[r]`` in
+    place, as ``torch.min`` over the concatenated columns would: strictly smaller wins, so the first of equal minima
+    is kept; a NaN is the minimum (the first NaN wins), as ``torch.min`` propagates it."""
+    d, i = block.min(dim=1)  # [r], first index of the block's minimum
+    i = i + offset
+    if first:
+        best_d.copy_(d)
+        best_i.copy_(i)
+        return
+    better = (d < best_d) | (d.isnan() & ~best_d.isnan())
+    best_d.copy_(torch.where(better, d, best_d))
+    best_i.copy_(torch.where(better, i, best_i))
 
 
 def nearest_in_matrix(
     dist: Tensor, *, a_groups: Sequence[Hashable] | None = None, b_groups: Sequence[Hashable] | None = None
 ) -> tuple[Tensor, Tensor]:
     """Row-wise nearest column of a distance matrix ``[N, M]``, optionally only across groups (a row with no other
-    group gets ``inf``): ``(distance [N], index [N])``. The matrix is not modified."""
+    group gets ``inf``): ``(distance [N], index [N])``. The matrix is not modified; with groups a masked copy is made
+    (``N x M`` more memory): for large sets use a blocked search (:func:`nearest`, :func:`ssim_nearest`)."""
     groups = _group_codes(a_groups, b_groups, dist.shape[0], dist.shape[1], dist.device)
     if groups is not None:
         a_codes, b_codes, _ = groups

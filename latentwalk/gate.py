@@ -119,9 +119,12 @@ class Gate:
         return None if self.same_patient_nearest is None else self.same_patient_nearest >= SELF_CHECK_MIN
 
 
-def _self_check(reference: Tensor, patients: list, metric: str, matrix: Tensor | None) -> tuple[float | None, int]:
+def _self_check(
+    reference: Tensor, patients: list, metric: str, nearest_other: Tensor | None
+) -> tuple[float | None, int]:
     """Share of reference images (with another image of their patient) whose nearest other image is that patient's;
-    ``matrix``: the reference-to-reference distances when already computed (SSIM), else ``nearest`` in ``metric``."""
+    ``nearest_other``: ``[M]`` index of each reference image's nearest other image when already found (SSIM, in the
+    same pass as the threshold), else ``nearest`` in ``metric``."""
     from latentwalk.distances import nearest
 
     counts: dict[Any, int] = {}
@@ -130,10 +133,8 @@ def _self_check(reference: Tensor, patients: list, metric: str, matrix: Tensor |
     rows = [i for i, p in enumerate(patients) if counts[p] >= 2]
     if not rows:
         return None, 0
-    if matrix is not None:
-        dist = matrix[rows].clone()  # [R, M]
-        dist[torch.arange(len(rows)), torch.tensor(rows)] = float("inf")  # not itself
-        nn_idx = dist.argmin(dim=1).tolist()
+    if nearest_other is not None:
+        nn_idx = nearest_other[rows].tolist()
     else:
         _, idx = nearest(reference[rows], reference, k=2, metric=metric)
         nn_idx = [int(b) if int(a) == r else int(a) for r, (a, b) in zip(rows, idx.tolist(), strict=True)]
@@ -183,7 +184,7 @@ def build_gate(
         DataError: fewer than two real patients (no real-to-real baseline).
         MissingWeightsError: ``lpips`` without the AlexNet backbone file.
     """
-    from latentwalk.distances import nearest, nearest_in_matrix, ssim_matrix
+    from latentwalk.distances import nearest, ssim_nearest_many
 
     if space not in GATE_SPACES:
         raise ConfigError(f'unknown gate space "{space}"; expected one of {", ".join(GATE_SPACES)}')
@@ -202,17 +203,18 @@ def build_gate(
         raise DataError("the gate needs real images of at least 2 patients to measure real-to-real distances")
     device = real_images.device
     embed = _embedder(space, guides, lpips_net, device)
-    metric, matrix = SPACES[space].metric, None
+    metric, nearest_other = SPACES[space].metric, None
     if space == "ssim":
         reference = real_images.float()
-        matrix = 1.0 - ssim_matrix(reference, reference)  # once: the threshold and the self-check both read it
-        dist, _ = nearest_in_matrix(matrix, a_groups=patients, b_groups=patients)
+        rows = range(reference.shape[0])  # one group per image: the nearest *other* image, for the self-check
+        # one blocked pass over the pairs serves the threshold and the self-check; memory never grows with M^2
+        (dist, _), (_, nearest_other) = ssim_nearest_many(reference, reference, [(patients, patients), (rows, rows)])
         real_nn = dist.cpu()
     else:
         reference = embed(real_images)
         dist, _ = nearest(reference, reference, k=1, metric=metric, a_groups=patients, b_groups=patients)
         real_nn = dist[:, 0].double().cpu()
-    rate, checked = _self_check(reference, patients, metric, matrix)
+    rate, checked = _self_check(reference, patients, metric, nearest_other)
     derived = threshold is None
     # rounded to the 6 digits written to run.json, so the recorded threshold is exactly the one applied
     value = _round(float(np.percentile(real_nn.numpy(), percentile))) if derived else float(threshold)

@@ -9,7 +9,17 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from latentwalk.distances import LpipsEmbedding, nearest, pairwise_sq_dists, ssim, ssim_matrix, ssim_nearest
+from latentwalk.distances import (
+    LpipsEmbedding,
+    nearest,
+    nearest_in_matrix,
+    pairwise_sq_dists,
+    ssim,
+    ssim_block_images,
+    ssim_matrix,
+    ssim_nearest,
+    ssim_nearest_many,
+)
 from latentwalk.errors import ConfigError, DataError
 
 RES = 32
@@ -306,6 +316,59 @@ def test_ssim_nearest_matches_skimage_and_skips_same_group_pairs():
     np.testing.assert_allclose(d.numpy(), masked.min(axis=1), rtol=0, atol=1e-5)
     with pytest.raises(ConfigError, match="given together"):
         ssim_nearest(x, x, a_groups=groups)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_ssim_nearest_in_blocks_equals_the_full_matrix_minimum_with_groups_and_ties(channels):
+    """The blocked search never holds N x M, yet gives the bits of the full matrix's row minima: same distances, the
+    first of tied columns (duplicates in b, also across blocks), inf and index 0 for a row with no other group."""
+    g = torch.Generator().manual_seed(7)
+    a = torch.rand(7, channels, RES, RES, generator=g) * 2 - 1
+    y = torch.rand(4, channels, RES, RES, generator=g) * 2 - 1
+    b = torch.cat([y, y[[2, 0]], a[[1]], y[[2]]])  # [8, C, R, R]: exact duplicates tie; b[6] is a copy of a[1]
+    a_groups = ["p0", "p1", "p1", "p2", "p3", "p4", "p9"]
+    b_groups = ["p0", "p2", "p3", "p1", "p4", "p0", "p3", "p2"]
+    b_all = ["p9"] * len(b_groups)  # with these, row 6 (group p9) has no candidate at all
+    full = 1.0 - ssim_matrix(a, b)  # [7, 8]
+    ref_plain = nearest_in_matrix(full)
+    ref_grouped = nearest_in_matrix(full, a_groups=a_groups, b_groups=b_groups)
+    ref_none = nearest_in_matrix(full, a_groups=a_groups, b_groups=b_all)
+    assert torch.isinf(ref_none[0][6]) and int(ref_none[1][6]) == 0
+    assert int(ref_plain[1][1]) == 6  # the copy
+    for chunk in (1, 2, 3, 5, None):
+        for ref, groups in ((ref_plain, None), (ref_grouped, (a_groups, b_groups)), (ref_none, (a_groups, b_all))):
+            kwargs = {} if groups is None else {"a_groups": groups[0], "b_groups": groups[1]}
+            d, i = ssim_nearest(a, b, chunk=chunk, **kwargs)
+            assert torch.equal(d, ref[0]) and torch.equal(i, ref[1]), (chunk, groups)
+
+
+def test_ssim_nearest_many_equals_separate_searches_and_propagates_nan_like_torch_min():
+    x = _images(1, n_random=3, seed=5)  # [7, 1, R, R]
+    x = torch.cat([x, x[[2]]])  # a duplicate: ties between rows 2 and 7
+    patients = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    rows = range(len(x))
+    many = ssim_nearest_many(x, x, [(patients, patients), (rows, rows), None], chunk=3)
+    assert len(many) == 3
+    for (d, i), groups in zip(many, [(patients, patients), (rows, rows), None], strict=True):
+        kwargs = {} if groups is None else {"a_groups": groups[0], "b_groups": groups[1]}
+        ref = nearest_in_matrix(1.0 - ssim_matrix(x, x), **kwargs)
+        assert torch.equal(d, ref[0]) and torch.equal(i, ref[1])
+    assert many[1][1][2] == 7 and many[1][1][7] == 2  # the nearest *other* image of a duplicate is its twin
+    nan = x.clone()
+    nan[5, 0, 3, 3] = float("nan")
+    d, i = ssim_nearest(x[:2], nan, chunk=2)
+    ref = nearest_in_matrix(1.0 - ssim_matrix(x[:2], nan))
+    torch.testing.assert_close(d, ref[0], equal_nan=True, rtol=0, atol=0)
+    assert torch.equal(i, ref[1])
+
+
+def test_ssim_nearest_default_block_is_about_256_mb_and_bad_chunks_are_refused():
+    assert ssim_block_images((1, 64, 64)) == 1365 and ssim_block_images((3, 256, 256)) == 28
+    x = _images(1)
+    with pytest.raises(ConfigError, match="chunk"):
+        ssim_nearest(x, x, chunk=0)
+    with pytest.raises(ConfigError, match="groupings"):
+        ssim_nearest_many(x, x, [])
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -12,6 +12,7 @@ from scipy.spatial.distance import cdist
 from latentwalk.errors import ConfigError, DataError
 from latentwalk.evaluate.privacy import (
     auc_score,
+    auc_score_chunked,
     authenticity,
     best_threshold_accuracy,
     collisions,
@@ -126,6 +127,20 @@ def test_data_copying_cosine_cells_use_directions(sets):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Known answers of the small functions.
+
+
+def test_auc_score_chunked_is_auc_score_exactly_however_the_negatives_are_cut():
+    rng = np.random.default_rng(3)
+    pos = rng.integers(0, 20, 37).astype(np.float64) / 4  # many ties, within and across the sets
+    neg = rng.integers(0, 20, 101).astype(np.float64) / 4
+    expected = auc_score(pos, neg)
+    for cut in (1, 7, 100, 101, 500):
+        chunks = [torch.tensor(neg[i : i + cut]) for i in range(0, neg.size, cut)]
+        assert auc_score_chunked(torch.tensor(pos), [np.zeros(0), *chunks]) == expected  # bit for bit
+    with pytest.raises(DataError, match="scores_neg is empty"):
+        auc_score_chunked(pos, [np.zeros(0)])
+    with pytest.raises(DataError, match="NaN"):
+        auc_score_chunked(pos, [np.array([0.1, np.nan])])
 
 
 def test_auc_score_equals_brute_force_pair_count_with_ties():

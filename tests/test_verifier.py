@@ -13,7 +13,9 @@ from latentwalk.evaluate.verifier import (
     SiameseVerifier,
     VerifierConfig,
     augment_strength,
+    calibration_split,
     equal_error,
+    fit_verifier,
     train_verifier,
     verify,
 )
@@ -69,3 +71,29 @@ def test_the_attacker_repeats_and_leaves_the_global_rng_alone():
     assert verify(x, patients, {"q": x[:4]}, cfg) == first
     assert first["attacker"]["calibration_images"] == 4 and first["attacker"]["gallery_images"] == 8
     assert set(first["q"]) == {"images", "match_rate", "mean_best_score", "max_best_score"}
+
+
+def test_calibration_and_best_scores_in_row_blocks_equal_the_whole_score_matrix(monkeypatch):
+    """The attacker's calibration never holds the [images x patients] score matrix (it grows with the square of the
+    patients), yet every figure is the one the whole matrix gives."""
+    import latentwalk.evaluate.verifier as verifier_module
+    from latentwalk.evaluate.privacy import auc_score
+
+    monkeypatch.setattr(verifier_module, "SCORE_ROWS", 2)  # 5 calibration images: blocks of 2, 2 and 1
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(15, 1, 32, 32, generator=g) * 2 - 1
+    patients = [f"p{i // 3}" for i in range(15)]
+    ver, attacker = fit_verifier(x, patients, VerifierConfig(epochs=1, width=8, embed_dim=16))
+    pid = torch.tensor([sorted(set(patients)).index(p) for p in patients])
+    held, _ = calibration_split(pid)
+    cal = ver.patient_scores(x[held], chunk=2)  # [5, 5]: the same 2-query passes as the blocks
+    own, rows = pid[held], torch.arange(len(held))
+    others = cal.clone()
+    others[rows, own] = float("-inf")
+    present, absent = cal.max(1).values.numpy(), others.max(1).values.numpy()
+    eer, threshold = equal_error(present, absent)
+    assert attacker["verification_auc"] == round(auc_score(cal[rows, own], cal[torch.isfinite(others)]), 6)
+    assert attacker["precision_at_1"] == round(float((cal.argmax(1) == own).float().mean()), 6)
+    assert (attacker["eer"], ver.threshold) == (round(eer, 6), threshold)
+    assert attacker["member_match_rate"] == round(float((present >= threshold).mean()), 6)
+    assert torch.equal(ver.best_scores(x), ver.patient_scores(x, chunk=2).max(1).values)

@@ -30,7 +30,7 @@ Methods:
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,7 @@ from latentwalk.errors import ConfigError, DataError
 
 __all__ = [
     "auc_score",
+    "auc_score_chunked",
     "best_threshold_accuracy",
     "nearest_real",
     "mml",
@@ -164,6 +165,40 @@ def auc_score(scores_pos: Any, scores_neg: Any) -> float:
     ranks = rankdata(np.concatenate([pos, neg]))  # [n_pos + n_neg], ties get their average rank
     u = ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2
     return float(u / (pos.size * neg.size))
+
+
+def auc_score_chunked(scores_pos: Any, neg_chunks: Iterable[Any]) -> float:
+    """:func:`auc_score` with the negatives given in chunks and never all in memory; the same value, exactly.
+
+    ``2U`` is counted against the sorted positives, chunk by chunk: twice the pairs with ``pos > neg`` plus the
+    pairs with ``pos == neg``, an integer. The average ranks :func:`auc_score` sums are multiples of 1/2, so its
+    ``U`` is exact too (below 2^52) and both divide the same number by the same count.
+
+    Args:
+        scores_pos: ``[n_pos]`` scores of the positives (kept in memory, sorted).
+        neg_chunks: an iterable of ``[n_i]`` scores of the negatives (tensors, arrays or sequences); empty chunks
+            are skipped.
+
+    Returns:
+        AUC in [0, 1], as :func:`auc_score` of the positives and all the negatives.
+
+    Raises:
+        ConfigError: scores that are not 1-D numbers.
+        DataError: no positives or no negatives at all, NaN or infinity.
+    """
+    pos = np.sort(_scores(scores_pos, "scores_pos"))  # [n_pos]
+    twice_u, n_neg = 0, 0
+    for chunk in neg_chunks:
+        if len(chunk) == 0:
+            continue
+        neg = _scores(chunk, "scores_neg")  # [n_i]
+        at_most = np.searchsorted(pos, neg, side="right")  # positives <= each negative
+        below = np.searchsorted(pos, neg, side="left")  # positives < each negative
+        twice_u += 2 * int((pos.size - at_most).sum()) + int((at_most - below).sum())
+        n_neg += neg.size
+    if n_neg == 0:
+        raise DataError("scores_neg is empty; give at least one score")
+    return float((twice_u / 2) / (pos.size * n_neg))
 
 
 def best_threshold_accuracy(scores_pos: Any, scores_neg: Any) -> float:

@@ -31,7 +31,7 @@ Protocol (:func:`verify`):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -63,6 +63,8 @@ __all__ = [
 # 0.64 / 0.64 vs 0.60 (copies no longer told from outsiders). cxr keeps 0.5 (the paper tables' attacker).
 AUGMENT_GRAY = 0.5
 AUGMENT_COLOUR = 0.05
+SCORE_ROWS = 1024  # images scored against the gallery at a time by best_scores and the calibration: a multiple
+# of embed's 256 and of the 64-query passes, so blocks give the bits of the whole [N, P] without holding it
 
 
 def augment_strength(cfg: VerifierConfig, channels: int) -> float:
@@ -252,7 +254,11 @@ class Verifier:
         return self._best(images, chunk, probability=False)
 
     def _best(self, images: Tensor, chunk: int, probability: bool) -> Tensor:
-        e = self.embed(images)
+        return self._best_of(self.embed(images), chunk, probability)
+
+    @torch.no_grad()
+    def _best_of(self, e: Tensor, chunk: int, probability: bool) -> Tensor:
+        """``[N, P]`` CPU float of embeddings ``e`` ``[N, D]``, ``chunk`` queries against the gallery at a time."""
         out = torch.full((len(e), self.n_patients), -math.inf)
         index = self.gallery_patients.to(self.device)
         for start in range(0, len(e), chunk):
@@ -263,9 +269,13 @@ class Verifier:
             out[start : start + chunk] = (torch.sigmoid(best) if probability else best).cpu()
         return out
 
+    @torch.no_grad()
     def best_scores(self, images: Tensor) -> Tensor:
-        """``[N]`` CPU float: each image's best score over all training patients."""
-        return self.patient_scores(images).max(1).values
+        """``[N]`` CPU float: each image's best score over all training patients (the maxima of
+        :meth:`patient_scores`, :data:`SCORE_ROWS` rows at a time: never the ``[N, P]`` matrix)."""
+        e = self.embed(images)
+        parts = [self._best_of(e[s : s + SCORE_ROWS], 64, True).max(1).values for s in range(0, len(e), SCORE_ROWS)]
+        return torch.cat([*parts, torch.empty(0)])
 
     def matches(self, images: Tensor) -> Tensor:
         """``[N]`` bool: the image shows some training patient (best score >= threshold)."""
@@ -312,6 +322,49 @@ def summarize(ver: Verifier, images: Tensor) -> dict[str, Any]:
     }
 
 
+@torch.no_grad()
+def _calibrate(ver: Verifier, images: Tensor, own: Tensor) -> dict[str, Any]:
+    """The calibration figures of ``images`` ``[C, ...]`` of patients ``own`` ``[C]`` without the ``[C, P]`` score
+    matrix (it grows with the square of the patients): rows are scored :data:`SCORE_ROWS` at a time, twice (the
+    negatives are counted against the sorted positives, :func:`~latentwalk.evaluate.privacy.auc_score_chunked`).
+    The same numbers as from the whole matrix: the passes batch the same embeddings and 64-query blocks.
+
+    Returns:
+        ``present`` ``[C]`` (best score with the image's own patient in the gallery: a member), ``absent`` ``[C]``
+        (with it left out: the best an outsider could score), both float32 numpy; ``precision_at_1``;
+        ``verification_auc`` over (image, own patient) against (image, other patient) pairs.
+    """
+    from latentwalk.evaluate.privacy import auc_score_chunked
+
+    e = ver.embed(images)  # [C, D]
+
+    def blocks() -> Iterator[tuple[Tensor, Tensor]]:
+        for s in range(0, len(e), SCORE_ROWS):
+            cal = ver._best_of(e[s : s + SCORE_ROWS], 64, True)  # [c, P]
+            yield cal, own[s : s + len(cal)]
+
+    pos, present, absent, top_ok = [], [], [], []
+    for cal, o in blocks():
+        rows = torch.arange(len(o))
+        pos.append(cal[rows, o])
+        present.append(cal.max(1).values)
+        top_ok.append(cal.argmax(1) == o)
+        cal[rows, o] = -math.inf
+        absent.append(cal.max(1).values)
+
+    def negatives() -> Iterator[Tensor]:  # every (image, other patient) score
+        for cal, o in blocks():
+            cal[torch.arange(len(o)), o] = -math.inf
+            yield cal[torch.isfinite(cal)]
+
+    return {
+        "present": torch.cat(present).numpy(),
+        "absent": torch.cat(absent).numpy(),
+        "precision_at_1": float(torch.cat(top_ok).float().mean()),
+        "verification_auc": auc_score_chunked(torch.cat(pos), negatives()),
+    }
+
+
 def fit_verifier(
     train_images: Tensor,
     train_patients: Sequence[Any],
@@ -341,22 +394,15 @@ def fit_verifier(
     model, losses = train_verifier(train_images[gallery], pid[gallery], cfg, dev, progress)
     ver = Verifier(model, torch.empty(0), pid[gallery], len(names), dev)
     ver.gallery = ver.embed(train_images[gallery])
-    cal = ver.patient_scores(train_images[held])  # [C, P]
-    own = pid[held]
-    rows = torch.arange(len(own))
-    pair_pos = cal[rows, own]
-    others = cal.clone()
-    others[rows, own] = -math.inf
-    pair_neg = cal[torch.isfinite(others)]
-    present = cal.max(1).values.numpy()  # best score with the image's own patient in the gallery (a member)
-    absent = others.max(1).values.numpy()  # ... with it left out: the best an outsider could score
+    cal = _calibrate(ver, train_images[held], pid[held])
+    present, absent = cal["present"], cal["absent"]
     eer, ver.threshold = equal_error(present, absent)
     attacker = {
-        "verification_auc": round(auc_score(pair_pos, pair_neg), 6),
+        "verification_auc": round(cal["verification_auc"], 6),
         "membership_auc": round(auc_score(present, absent), 6),
         "eer": round(eer, 6),
         "threshold": round(ver.threshold, 6),
-        "precision_at_1": round(float((cal.argmax(1) == own).float().mean()), 6),
+        "precision_at_1": round(cal["precision_at_1"], 6),
         "member_match_rate": round(float((present >= ver.threshold).mean()), 6),  # unseen images of members
         "calibration_images": len(held),
         "gallery_images": len(gallery),
