@@ -49,7 +49,7 @@ def main() -> None:
         train_guides(index, root / "guides", GuideConfig(epochs=5), resolution=64, channels=channels,
                      device=device)  # fmt: skip
         rows = ["| method | images | seconds | images/s | gate rejections |", "|---|---|---|---|---|"]
-        rates = {}
+        rates, amp = {}, False
         load_before = os.getloadavg()[0]
         for method in ("linear", "plan"):
             cfg = GenerateConfig.from_dict(dict(gan=f"demo:{args.kind}", guides=str(root / "guides"),
@@ -61,6 +61,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             n = sum(result.written.values())
             rates[method] = n / seconds
+            amp = amp or bool(result.run["config"]["amp"])
             rows.append(f"| {method} | {n} | {seconds:.1f} | {rates[method]:.2f} | {sum(result.rejected.values())} |")
             print(rows[-1], flush=True)
         load_after = os.getloadavg()[0]
@@ -68,7 +69,8 @@ def main() -> None:
     body = (
         f"## Generation speed: `latentwalk generate` images/s ({where}, demo:{args.kind})\n\n"
         f"{args.per_label} images per label, paths of 10 points (8 written), 8 paths per work item, PLAN "
-        f"{args.optim_steps} Adam steps, endpoints drawn without the class filter, identity gate, everything from "
+        f"{args.optim_steps} Adam steps ({'bfloat16 autocast' if amp else 'float32'}), endpoints drawn without the "
+        "class filter, identity gate, everything from "
         "loading the inputs to the last file. "
         f"PLAN costs {rates['linear'] / rates['plan']:.1f}x the time per image of straight lines. Load average "
         f"{load_before:.1f} before, {load_after:.1f} after.\n\n" + "\n".join(rows)

@@ -36,6 +36,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_paper import PAPER_WALK  # noqa: E402  # the paper table's walk, so the KL row is its PLAN row
 
 KINDS = {"tb": "cxr", "dr": "fundus"}
 LOSSES = ("kl_uniform", "mi", "verification", "hsic")
@@ -182,7 +185,7 @@ def main() -> None:
         gcfg = GenerateConfig.from_dict(dict(
             gan=spec, guides=str(guides_dir), data=str(data_dir), latents=str(latents), method=method,
             per_label=sizes["per_label"], optim_steps=sizes["optim_steps"], gate_threshold=0.0, label_gate=False,
-            seed=args.seed, device=args.device, endpoint_filter=not args.quick, **extra,
+            seed=args.seed, device=args.device, endpoint_filter=not args.quick, **{**PAPER_WALK, **extra},
         ))  # fmt: skip
         t0 = time.perf_counter()
         gen = generate(gcfg, row_dir / "synthetic", overwrite=not args.resume, private_dir=row_dir / "private")

@@ -6,7 +6,9 @@ from typing import Any
 
 from gan_zoo.errors import ConfigError
 
-__all__ = ["device_of", "resolve_device"]
+__all__ = ["device_of", "native_bfloat16", "resolve_device"]
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs that compute in bfloat16 natively
 
 
 def resolve_device(name: str | None = "auto"):
@@ -45,3 +47,24 @@ def device_of(module: Any):
         for t in itertools.chain(module.parameters(), module.buffers()):
             return t.device
     return torch.device("cpu")
+
+
+def native_bfloat16(device: Any) -> bool:
+    """Whether bfloat16 autocast pays on ``device``: any CUDA device; a CPU whose flags name native bfloat16
+    arithmetic (x86 AVX512-BF16 or AMX, read from ``/proc/cpuinfo``; elsewhere False: without it torch emulates
+    bfloat16 and autocast is slower than float32); never MPS."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return any(flag in line.split() for flag in BF16_CPU_FLAGS)
+    except OSError:
+        pass
+    return False

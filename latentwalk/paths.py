@@ -31,8 +31,10 @@ Differences from the reference, all deliberate:
   gradients are not computed. Network modes are left as they are.
 - ``impl="batched"`` renders with ``fused_modconv=False`` (our generator only, ``PlanConfig.fused_modconv``): the
   same function as the fused default of an eval-mode generator up to rounding, and faster for many images.
-- W+ endpoints (one w per layer), per-term weights, optional early stopping, AMP and channels-last on CUDA,
-  diagnostics and a loss history per path; no global seeding (the method is deterministic given its inputs).
+- W+ endpoints, per-term weights, early stopping (identity probability reached, or a loss plateau; stopped paths leave
+  the batch), a slerp start, warm-up and cosine schedules, bfloat16 autocast (CUDA, or a CPU with native bfloat16),
+  channels-last on CUDA, diagnostics and a loss history per path; no global seeding. The defaults are the
+  reference's; ``generate`` has its own (chosen by ``benchmarks/bench_plan_convergence.py``).
 - Other privacy terms (``PlanConfig.privacy_loss``, issue 14; formulas and sources in :mod:`latentwalk.privacy_losses`)
   compare each interior image with private targets (``plan_paths(targets=)``; by default the identity guide's softmax
   at the two rendered endpoints). ``"verification"`` is per image, weighted like the KL. ``"mi"`` and ``"hsic"`` are
@@ -61,6 +63,7 @@ from torch import Tensor, nn
 
 from latentwalk.config import StageConfig
 from latentwalk.errors import ConfigError
+from latentwalk.interpolation import INITS, check_endpoints, linear_paths, slerp_paths, start_paths
 from latentwalk.privacy_losses import (
     BATCH_LOSSES,
     HSIC_MIN_IMAGES,
@@ -81,7 +84,10 @@ __all__ = [
     "WalkResult",
     "linear_paths",
     "slerp_paths",
+    "start_paths",
+    "learning_rate",
     "plan_paths",
+    "path_objective",
     "render_paths",
     "classifier_input",
     "labels_tensor",
@@ -91,6 +97,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 IMPLS = ("batched", "reference")
+SCHEDULES = ("constant", "cosine")  # PlanConfig.schedule
 LOSS_TERMS = ("privacy", "equidistance", "class", "total")  # keys of WalkResult.loss_history
 DIAGNOSTICS = ("id_max_prob", "id_entropy", "class_prob", "step_length")  # keys of WalkResult.diagnostics
 REFERENCE_CHUNK = 4  # images per classifier call in the reference; its KL and CE are averaged within each call
@@ -120,14 +127,21 @@ class PlanConfig(StageConfig):
     chunk: int = 64  # images per synthesis + classifier pass (impl="batched"; bounds memory, not the result)
     repeat_gray: bool | None = None  # 1-channel images to 3 channels for the classifiers; None = when the id net
     # declares in_channels == 3 or declares nothing (the reference always repeats; our 1-channel guides need none)
-    amp: bool = False  # impl="batched" on CUDA only: autocast G and classifiers in bfloat16
+    init: str = "linear"  # INITS: the path the optimisation starts from: linear (the reference's) or slerp
+    schedule: str = "constant"  # SCHEDULES: Adam's learning rate over the steps: constant (the reference's) or
+    # cosine (half a cosine from lr down to 0 at optim_steps)
+    warmup_steps: int = 0  # learning rate rises linearly over these first steps (0 = none), then the schedule
+    amp: bool = False  # impl="batched" on CUDA or CPU: autocast G and classifiers in bfloat16 (the latents, Adam's
+    # state and the loss stay float32); pays on GPUs and on CPUs with native bfloat16 (AVX512-BF16, AMX)
     channels_last: bool = False  # impl="batched" on CUDA only: classifiers see channels-last images
     fused_modconv: bool | None = False  # impl="batched", our generator only; None = the generator's own default
     early_stop_id_prob: float | None = None  # stop a path once every interior point's top identity prob is below
+    early_stop_plateau: float | None = None  # stop a path once its total loss fell by less than this fraction over
+    # the last log_every steps (checked at each host sync); None = off
     log_every: int = 50  # steps between host syncs: progress figures, log lines, early-stop bookkeeping
 
     def __post_init__(self) -> None:
-        for name in ("n_steps", "optim_steps", "chunk", "log_every"):
+        for name in ("n_steps", "optim_steps", "chunk", "log_every", "warmup_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{name} must be an integer, got {value!r}")
@@ -138,6 +152,15 @@ class PlanConfig(StageConfig):
         for name in ("chunk", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        for name, choices in (("init", INITS), ("schedule", SCHEDULES)):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in choices:
+                raise ConfigError(f'unknown {name} "{value}"; expected one of {", ".join(choices)}')
+        tol = self.early_stop_plateau
+        if tol is not None and not (_is_number(tol) and 0 <= tol < 1):
+            raise ConfigError(f"early_stop_plateau must be in [0, 1) or None (off), got {tol!r}")
         if not _is_number(self.lr) or not self.lr > 0:
             raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
         weights = tuple(self.weights) if isinstance(self.weights, (tuple, list)) else None
@@ -222,85 +245,6 @@ class WalkResult:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Linear and spherical paths.
-
-
-def _check_endpoints(w_a: Tensor, w_b: Tensor, n_steps: int) -> None:
-    if not isinstance(w_a, Tensor) or not isinstance(w_b, Tensor):
-        raise ConfigError(f"endpoints must be tensors, got {type(w_a).__name__} and {type(w_b).__name__}")
-    if w_a.shape != w_b.shape or w_a.dim() not in (2, 3) or w_a.shape[0] < 1:
-        raise ConfigError(
-            "endpoints must have the same shape [B, w_dim] (W) or [B, num_ws, w_dim] (W+), "
-            f"got {list(w_a.shape)} and {list(w_b.shape)}"
-        )
-    if w_a.device != w_b.device:
-        raise ConfigError(f"endpoints must be on one device, got {w_a.device} and {w_b.device}")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 2:
-        raise ConfigError(f"n_steps must be an integer >= 2 (both endpoints included), got {n_steps!r}")
-
-
-def _steps(n_steps: int, like: Tensor) -> Tensor:
-    """``linspace(0, 1, n_steps)`` shaped ``[1, n_steps, 1, ...]`` to broadcast against ``like.unsqueeze(1)``."""
-    t = torch.linspace(0, 1, n_steps, device=like.device, dtype=like.dtype)
-    return t.reshape(1, n_steps, *([1] * (like.dim() - 1)))
-
-
-def linear_paths(w_a: Tensor, w_b: Tensor, n_steps: int) -> Tensor:
-    """Evenly spaced points on the segments from ``w_a`` to ``w_b``: ``w_a + t (w_b - w_a)``, ``t`` in [0, 1].
-
-    Args:
-        w_a: start points, float ``[B, w_dim]`` (W) or ``[B, num_ws, w_dim]`` (W+).
-        w_b: end points, same shape and device.
-        n_steps: points per path including both endpoints, >= 2.
-
-    Returns:
-        ``[B, n_steps, ...]`` in the endpoints' dtype; ``[:, 0]`` equals ``w_a`` and ``[:, -1]`` equals ``w_b``
-        exactly; interior points are computed as the reference does (``w_a + t * (w_b - w_a)``).
-
-    Raises:
-        ConfigError: mismatched shapes or devices, or ``n_steps < 2``.
-    """
-    _check_endpoints(w_a, w_b, n_steps)
-    a, b = w_a.unsqueeze(1), w_b.unsqueeze(1)  # [B, 1, ...]
-    out = a + _steps(n_steps, w_a) * (b - a)  # [B, n_steps, ...]
-    out[:, 0], out[:, -1] = w_a, w_b
-    return out
-
-
-def slerp_paths(w_a: Tensor, w_b: Tensor, n_steps: int) -> Tensor:
-    """Spherical interpolation along the last dimension (per layer for W+), with evenly spaced angles.
-
-    ``p(t) = sin((1 - t) omega) / sin(omega) w_a + sin(t omega) / sin(omega) w_b``, ``omega`` the angle between
-    ``w_a`` and ``w_b``; norms are interpolated along with directions. Where the two vectors are (anti)parallel
-    (``sin(omega) < 1e-6``) or one is zero, the point is linear instead.
-
-    Args:
-        w_a: start points, float ``[B, w_dim]`` (W) or ``[B, num_ws, w_dim]`` (W+).
-        w_b: end points, same shape and device.
-        n_steps: points per path including both endpoints, >= 2.
-
-    Returns:
-        ``[B, n_steps, ...]``; the endpoints equal ``w_a`` and ``w_b`` exactly.
-
-    Raises:
-        ConfigError: mismatched shapes or devices, or ``n_steps < 2``.
-    """
-    _check_endpoints(w_a, w_b, n_steps)
-    a, b = w_a.unsqueeze(1), w_b.unsqueeze(1)  # [B, 1, ..., w_dim]
-    t = _steps(n_steps, w_a)  # [1, n_steps, 1, ...]
-    cos = F.cosine_similarity(a, b, dim=-1, eps=1e-12).clamp(-1, 1).unsqueeze(-1)  # [B, 1, ..., 1]
-    omega = torch.acos(cos)
-    sin = torch.sin(omega)
-    degenerate = (sin < 1e-6) | (a.norm(dim=-1, keepdim=True) == 0) | (b.norm(dim=-1, keepdim=True) == 0)
-    safe = torch.where(degenerate, torch.ones_like(sin), sin)
-    ca = torch.where(degenerate, 1 - t, torch.sin((1 - t) * omega) / safe)  # [B, n_steps, ..., 1]
-    cb = torch.where(degenerate, t, torch.sin(t * omega) / safe)
-    out = ca * a + cb * b  # [B, n_steps, ..., w_dim]
-    out[:, 0], out[:, -1] = w_a, w_b
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Shared pieces of both implementations.
 
 
@@ -342,6 +286,27 @@ def _equidistance(full: Tensor) -> Tensor:
     return diff.square().sum(dim=(1, 2))
 
 
+def learning_rate(cfg: PlanConfig, step: int) -> float:
+    """Adam's learning rate at ``step`` (0-based): ``lr (step + 1) / warmup_steps`` during the warm-up, then ``lr``
+    (``constant``) or ``lr (1 + cos(pi s)) / 2`` with ``s`` the fraction of the remaining steps done (``cosine``)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    done = (step - cfg.warmup_steps) / max(1, cfg.optim_steps - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * done))
+
+
+def _plateaued(history: Tensor, step: int, cfg: PlanConfig) -> Tensor | None:
+    """Paths whose total loss fell by less than ``early_stop_plateau`` of itself over the last ``log_every`` steps
+    (``history [S, 4, B]``, checked at step ``step``); ``None`` when the criterion is off or not yet due."""
+    tol = cfg.early_stop_plateau
+    if tol is None or (step + 1) % cfg.log_every or step < cfg.log_every:
+        return None
+    now, before = history[step, 3], history[step - cfg.log_every, 3]
+    return (before - now) < tol * before.abs()
+
+
 def labels_tensor(labels: Tensor | Sequence[int], n: int, device: torch.device) -> Tensor:
     """``labels`` as an int64 tensor ``[n]`` on ``device``, checked."""
     if not isinstance(labels, Tensor):
@@ -360,7 +325,7 @@ def labels_tensor(labels: Tensor | Sequence[int], n: int, device: torch.device) 
 
 def _as_points(w_a: Tensor, w_b: Tensor, G: nn.Module) -> tuple[Tensor, Tensor]:
     """Validate endpoints against ``G``; return float32 ``[B, k, w_dim]`` with k = 1 (W) or ``num_ws`` (W+)."""
-    _check_endpoints(w_a, w_b, 2)
+    check_endpoints(w_a, w_b, 2)
     w_dim, num_ws = int(G.w_dim), int(G.num_ws)
     if w_a.shape[-1] != w_dim or (w_a.dim() == 3 and w_a.shape[1] != num_ws):
         raise ConfigError(
@@ -489,7 +454,7 @@ def _reference_one(
     w_priv, w_eq, w_cls = cfg.weights
     loss_name = cfg.privacy_loss
     num_ws = int(G.num_ws)
-    path = linear_paths(a[None], b[None], cfg.n_steps)[0, 1:-1].clone().requires_grad_(True)  # [n_int, k, w_dim]
+    path = start_paths(a[None], b[None], cfg.n_steps, cfg.init)[0, 1:-1].clone().requires_grad_(True)  # [n_int, ...]
     opt = torch.optim.Adam([path], lr=cfg.lr, betas=(0.9, 0.999))
     history = torch.full((cfg.optim_steps, len(LOSS_TERMS)), float("nan"))
     steps = 0
@@ -521,9 +486,13 @@ def _reference_one(
         if cfg.early_stop_id_prob is not None and bool((torch.cat(id_max) < cfg.early_stop_id_prob).all()):
             break
         (path.grad,) = torch.autograd.grad(loss, [path])
+        opt.param_groups[0]["lr"] = learning_rate(cfg, step)
         opt.step()
         steps += 1
         bar.update(1)
+        plateau = _plateaued(history[:, :, None], step, cfg)
+        if plateau is not None and bool(plateau.all()):
+            break
     return path.detach(), history, steps
 
 
@@ -574,7 +543,7 @@ def _image_terms(
     value (two passes: see the module docstring)."""
     w_priv, _, w_cls = cfg.weights
     num_ws, n_paths = int(G.num_ws), pts.shape[0] // (cfg.n_steps - 2)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp else contextlib.nullcontext()
+    amp = torch.autocast(pts.device.type, dtype=torch.bfloat16) if cfg.amp else contextlib.nullcontext()
     batch_level = cfg.privacy_loss in BATCH_LOSSES
     if batch_level:  # pass 1: every image's logits without gradient, then the batch term's gradient wrt them
         with torch.no_grad(), amp:
@@ -619,8 +588,8 @@ def _plan_batched(
 ) -> tuple[Tensor, Tensor, Tensor]:
     B, n_int, device = a.shape[0], cfg.n_steps - 2, a.device
     _, w_eq, _ = cfg.weights
-    early = cfg.early_stop_id_prob is not None
-    path = linear_paths(a, b, cfg.n_steps)[:, 1:-1].clone().requires_grad_(True)  # [B, n_int, k, w_dim]
+    early = cfg.early_stop_id_prob is not None or cfg.early_stop_plateau is not None
+    path = start_paths(a, b, cfg.n_steps, cfg.init)[:, 1:-1].clone().requires_grad_(True)  # [B, n_int, k, w_dim]
     opt = torch.optim.Adam([path], lr=cfg.lr, betas=(0.9, 0.999))
     chunk_w = reference_chunk_weights(n_int, device)  # [n_int]
     q_int = None if targets is None else interior_targets(targets, cfg.n_steps)  # [B, n_int, K]
@@ -645,16 +614,21 @@ def _plan_batched(
             terms = torch.stack([privacy, eq, cls, cfg.weights[0] * privacy + w_eq * eq + cfg.weights[2] * cls])
             was_running = running[idx]
             history[step][:, idx] = torch.where(was_running, terms, torch.full_like(terms, float("nan")))
-            if early:
+            if cfg.early_stop_id_prob is not None:
                 done = (id_max.view(n, n_int) < cfg.early_stop_id_prob).all(dim=1)  # [n]
                 running[idx] = was_running & ~done
+            if early:
                 before = path.detach().clone()
             steps_run += running.long()
             path.grad = grad
+            opt.param_groups[0]["lr"] = learning_rate(cfg, step)
             opt.step()
             if early:  # stopped paths keep the point at which they met the criterion
                 with torch.no_grad():
                     path.copy_(torch.where(running.view(B, 1, 1, 1), path, before))
+            plateau = _plateaued(history, step, cfg)  # [B]; NaN rows (stopped paths) compare False: no change
+            if plateau is not None:  # a plateaued path keeps this step's update and leaves the batch below
+                running &= ~plateau
             bar.update(1)
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.optim_steps:  # the only host syncs
                 means = history[step].nanmean(dim=1).tolist()
@@ -668,7 +642,7 @@ def _plan_batched(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Public entry point.
+# Public entry points.
 
 
 def plan_paths(
@@ -727,8 +701,10 @@ def plan_paths(
     for name in ("amp", "channels_last"):
         if getattr(cfg, name) and impl == "reference":
             raise ConfigError(f'{name}=True applies to impl="batched" only; the reference runs in float32')
-        if getattr(cfg, name) and a.device.type != "cuda":
-            raise ConfigError(f"{name}=True needs CUDA tensors, got endpoints on {a.device}; set {name}=False")
+    if cfg.amp and a.device.type not in ("cuda", "cpu"):
+        raise ConfigError(f"amp=True needs CUDA or CPU tensors, got endpoints on {a.device}; set amp=False")
+    if cfg.channels_last and a.device.type != "cuda":
+        raise ConfigError(f"channels_last=True needs CUDA tensors, got endpoints on {a.device}; set it False")
     notes, n_ids = _check_networks(G, a, labels_t, id_net, class_net, cfg)
     q_ends = None if targets is None else check_targets(targets, a.shape[0], n_ids, a.device)  # [B, 2, K]
     if cfg.privacy_loss == "kl_uniform":
@@ -756,8 +732,54 @@ def plan_paths(
     )
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Endpoints.
+def path_objective(
+    G: nn.Module,
+    ws: Tensor,
+    labels: Tensor | Sequence[int],
+    id_net: nn.Module,
+    class_net: nn.Module,
+    cfg: PlanConfig | None = None,
+    *,
+    targets: Tensor | None = None,
+) -> dict[str, Tensor]:
+    """PLAN's objective at the given paths, per path, in float32 without autocast: what ``loss_history`` records
+    at each step, for paths that were optimised some other way (e.g. to compare optimisers at the same objective).
+
+    Args:
+        G, labels, id_net, class_net, targets: as :func:`plan_paths`.
+        ws: paths with their endpoints, ``[B, n_steps, w_dim]`` or ``[B, n_steps, num_ws, w_dim]`` (a
+            :attr:`WalkResult.ws`); ``n_steps`` is taken from here, not from ``cfg``.
+        cfg: the weights, privacy loss and chunk; ``None`` = :class:`PlanConfig` defaults.
+
+    Returns:
+        ``{"privacy", "equidistance", "class", "total"}``, each ``[B]`` float32 on the CPU.
+    """
+    cfg = PlanConfig() if cfg is None else cfg
+    if not isinstance(ws, Tensor) or ws.dim() not in (3, 4) or ws.shape[1] < 3:
+        got = list(ws.shape) if isinstance(ws, Tensor) else type(ws).__name__
+        raise ConfigError(f"ws must be paths [B, n_steps >= 3, w_dim] or [B, n_steps, num_ws, w_dim], got {got}")
+    cfg = replace(cfg, n_steps=int(ws.shape[1]), amp=False, channels_last=False,
+                  repeat_gray=resolve_repeat_gray(cfg.repeat_gray, id_net))  # fmt: skip
+    a, b = _as_points(ws[:, 0], ws[:, -1], G)  # [B, k, w_dim] float32
+    full = (ws if ws.dim() == 4 else ws[:, :, None]).detach().float()  # [B, n_steps, k, w_dim]
+    B, n_int = a.shape[0], cfg.n_steps - 2
+    labels_t = labels_tensor(labels, B, a.device)
+    _, n_ids = _check_networks(G, a, labels_t, id_net, class_net, cfg)
+    q_ends = None if targets is None else check_targets(targets, B, n_ids, a.device)  # [B, 2, K]
+    if cfg.privacy_loss == "kl_uniform":
+        q_ends = None
+    elif q_ends is None:
+        q_ends = _endpoint_targets(G, a, b, id_net, cfg)
+    q = None if q_ends is None else interior_targets(q_ends, cfg.n_steps).flatten(0, 1)  # [B * n_int, K]
+    chunk_w = reference_chunk_weights(n_int, a.device).repeat(B)  # [B * n_int]
+    with torch.enable_grad():
+        _, privacy, ce, _ = _image_terms(G, full[:, 1:-1].flatten(0, 1), labels_t.repeat_interleave(n_int), chunk_w,
+                                         q, id_net, class_net, cfg)  # fmt: skip
+    cls = (ce * chunk_w).view(B, n_int).sum(1)
+    eq = _equidistance(full).detach()
+    w_priv, w_eq, w_cls = cfg.weights
+    terms = (privacy, eq, cls, w_priv * privacy + w_eq * eq + w_cls * cls)
+    return {k: v.float().cpu() for k, v in zip(LOSS_TERMS, terms, strict=True)}
 
 
 @torch.no_grad()

@@ -238,7 +238,7 @@ def _setup(cfg: GenerateConfig, world: World, progress: bool, lpips_net: Any = N
     import gan_zoo
     from gan_zoo.invert import generator_sha256
     from latentwalk.data import open_dataset
-    from latentwalk.devices import resolve_device
+    from latentwalk.devices import native_bfloat16, resolve_device
     from latentwalk.guides import identity_classes, load_guides
 
     cfg.check_inputs()
@@ -262,9 +262,9 @@ def _setup(cfg: GenerateConfig, world: World, progress: bool, lpips_net: Any = N
     )
     labels = tuple(range(len(index.label_names)))
     keep = (0,) if cfg.method == "ksame" else parse_keep(cfg.keep, cfg.plan.n_steps)
-    amp = device.type == "cuda" if cfg.amp is None else cfg.amp
-    if amp and device.type != "cuda":
-        raise ConfigError(f"amp needs CUDA, but the run is on {device}; leave amp unset or false")
+    amp = native_bfloat16(device) if cfg.amp is None else cfg.amp
+    if amp and device.type not in ("cuda", "cpu"):
+        raise ConfigError(f"amp needs CUDA or a CPU, but the run is on {device}; leave amp unset or false")
     label_gate = _label_gate(cfg, index, G, guides, device, progress) if cfg.gate.label_gate else None
     ctx = Context(
         cfg,

@@ -39,6 +39,11 @@ ROWS = [
     ("k-same (k=5)", "ksame", 5),
     ("k-same+PLAN (k=5)", "ksame-plan", 5),
 ]
+# The walk as the recorded tables ran it (generate's PLAN defaults before issue 18): Adam at a constant lr from the
+# linear path, float32. Pinned so that a rerun or a --resume of a table reproduces it whatever generate's defaults are.
+PAPER_WALK = dict(
+    lr=0.1, lr_schedule="constant", warmup_steps=0, path_init="linear", early_stop_plateau=None, amp=False
+)
 FULL = dict(guide_epochs=30, invert_steps=50, per_label=100, optim_steps=100, eval_epochs=15, seeds=(0, 1, 2),
             mia_epochs=60, mia_shadows=4)  # fmt: skip
 QUICK = dict(guide_epochs=1, invert_steps=2, per_label=4, optim_steps=2, eval_epochs=1, seeds=(0, 1), mia_epochs=2,
@@ -203,6 +208,7 @@ def main() -> None:
             per_label=sizes["per_label"] if method != "ksame" else 100_000, optim_steps=sizes["optim_steps"],
             k=k or 5, gate_threshold=0.0, label_gate=False, seed=args.seed, device=args.device,
             endpoint_filter=not args.quick,  # toy guides may never predict a label: the quick run draws freely
+            **PAPER_WALK,
         ))  # fmt: skip
         gen = generate(gcfg, row_dir / "synthetic", overwrite=not args.resume)
         if gen.already_done:

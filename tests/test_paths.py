@@ -16,7 +16,9 @@ from latentwalk.endpoints import pair_endpoints, sample_w
 from latentwalk.errors import ConfigError, DataError
 from latentwalk.paths import (
     PlanConfig,
+    learning_rate,
     linear_paths,
+    path_objective,
     plan_paths,
     reference_chunk_weights,
     slerp_paths,
@@ -253,6 +255,85 @@ def test_early_stop_is_per_path_and_batched_matches_reference(G, nets):
         assert torch.isfinite(history[: n + 1 if n < 8 else 8]).all() and torch.isnan(history[n + 1 :]).all()
 
 
+def test_path_objective_is_what_the_loss_history_records(G, nets):
+    id_net, class_net = nets
+    a, b = endpoints(G, 3, seed=11)
+    labels = [0, 1, 0]
+    cfg = PlanConfig(n_steps=6, optim_steps=4)
+    run = plan_paths(G, a, b, labels, id_net, class_net, cfg)
+    after3 = plan_paths(G, a, b, labels, id_net, class_net, PlanConfig(n_steps=6, optim_steps=3))
+    for name, history in run.loss_history.items():  # the history's row s is the objective before update s
+        torch.testing.assert_close(path_objective(G, linear_paths(a, b, 6), labels, id_net, class_net, cfg)[name],
+                                   history[0], **TOL)  # fmt: skip
+        torch.testing.assert_close(path_objective(G, after3.ws, labels, id_net, class_net, cfg)[name], history[3],
+                                   **TOL)  # fmt: skip
+    assert (path_objective(G, run.ws, labels, id_net, class_net, cfg)["total"] < run.loss_history["total"][0]).all()
+
+
+def test_learning_rate_schedules():
+    const = PlanConfig(lr=0.2, optim_steps=10)
+    assert [learning_rate(const, s) for s in range(10)] == [0.2] * 10  # the reference's: exactly lr
+    warm = PlanConfig(lr=0.2, optim_steps=10, warmup_steps=4)
+    assert [learning_rate(warm, s) for s in range(5)] == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2])
+    cos = PlanConfig(lr=0.2, optim_steps=10, warmup_steps=2, schedule="cosine")
+    rates = [learning_rate(cos, s) for s in range(10)]
+    assert rates[2] == pytest.approx(0.2) and all(x > y > 0 for x, y in zip(rates[2:-1], rates[3:], strict=True))
+    assert rates[-1] == pytest.approx(0.2 * 0.5 * (1 + math.cos(math.pi * 7 / 8)))
+
+
+def test_slerp_start_and_cosine_warmup_schedule_batched_match_reference(G, nets):
+    id_net, class_net = nets
+    a, b = endpoints(G, 3, seed=12)
+    labels = [0, 1, 1]
+    cfg = PlanConfig(n_steps=6, optim_steps=6, init="slerp", schedule="cosine", warmup_steps=2, lr=0.3)
+    batched = plan_paths(G, a, b, labels, id_net, class_net, cfg)
+    reference = plan_paths(G, a, b, labels, id_net, class_net, cfg, impl="reference")
+    torch.testing.assert_close(batched.ws, reference.ws, **TOL)
+    start = plan_paths(G, a, b, labels, id_net, class_net, replace_cfg(cfg, optim_steps=0))
+    torch.testing.assert_close(start.ws, slerp_paths(a, b, 6), rtol=0, atol=0)
+    constant = plan_paths(G, a, b, labels, id_net, class_net, replace_cfg(cfg, schedule="constant", warmup_steps=0))
+    assert not torch.allclose(constant.ws, batched.ws)  # the schedule changes the path
+
+
+def replace_cfg(cfg: PlanConfig, **changes) -> PlanConfig:
+    return PlanConfig.from_dict({**cfg.to_dict(), **changes})
+
+
+def test_plateau_stop_is_per_path_and_batched_matches_reference(G, nets):
+    id_net, class_net = nets
+    a, b = endpoints(G, 4, seed=13)
+    labels = [0, 1, 0, 1]
+    free = plan_paths(G, a, b, labels, id_net, class_net, PlanConfig(n_steps=6, optim_steps=9, lr=0.05))
+    h = free.loss_history["total"]
+    gain = (h[1] - h[3]) / h[1].abs()  # [4] relative fall over steps 1..3, the first check (log_every 2)
+    tol = float(gain.median())  # some paths plateau at the first check, some do not
+    cfg = PlanConfig(n_steps=6, optim_steps=9, lr=0.05, log_every=2, early_stop_plateau=tol)
+    batched = plan_paths(G, a, b, labels, id_net, class_net, cfg)
+    reference = plan_paths(G, a, b, labels, id_net, class_net, cfg, impl="reference")
+    assert batched.steps_run.tolist() == reference.steps_run.tolist()
+    stopped = gain < tol
+    assert stopped.any() and not stopped.all()
+    assert (batched.steps_run[stopped] == 4).all() and (batched.steps_run[~stopped] > 4).all()
+    torch.testing.assert_close(batched.ws, reference.ws, **TOL)
+    assert torch.isnan(batched.loss_history["total"][4:, stopped]).all()
+
+
+def test_cpu_bfloat16_autocast_reaches_the_float32_objective(G, nets):
+    id_net, class_net = nets
+    a, b = endpoints(G, 4, seed=14)
+    labels = [0, 1, 0, 1]
+    cfg = PlanConfig(n_steps=6, optim_steps=20)
+    full = plan_paths(G, a, b, labels, id_net, class_net, cfg)
+    half = plan_paths(G, a, b, labels, id_net, class_net, replace_cfg(cfg, amp=True))
+    assert half.ws.dtype == torch.float32  # float32 master latents
+    assert not torch.equal(half.ws, full.ws)  # autocast did run in bfloat16
+    start = path_objective(G, linear_paths(a, b, 6), labels, id_net, class_net, cfg)["total"]
+    f32 = path_objective(G, full.ws, labels, id_net, class_net, cfg)["total"]
+    b16 = path_objective(G, half.ws, labels, id_net, class_net, cfg)["total"]
+    torch.testing.assert_close(b16, f32, rtol=0.02, atol=0.0)  # within 2 % of the float32 walk's objective
+    assert (start - b16 > 0.5 * (start - f32)).all()  # and most of its descent
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Errors.
 
@@ -274,7 +355,9 @@ def test_plan_paths_rejects_bad_inputs(G, nets):
     with pytest.raises(ConfigError, match="unknown PLAN implementation"):
         plan_paths(G, a, b, [0, 0], id_net, class_net, cfg, impl="fast")
     with pytest.raises(ConfigError, match="needs CUDA"):
-        plan_paths(G, a, b, [0, 0], id_net, class_net, PlanConfig(amp=True))
+        plan_paths(G, a, b, [0, 0], id_net, class_net, PlanConfig(channels_last=True))
+    with pytest.raises(ConfigError, match="batched"):
+        plan_paths(G, a, b, [0, 0], id_net, class_net, PlanConfig(amp=True), impl="reference")
     with pytest.raises(ConfigError, match="can never be reached"):
         plan_paths(G, a, b, [0, 0], id_net, class_net, PlanConfig(early_stop_id_prob=0.1))
     with pytest.raises(ConfigError, match="NaN"):
@@ -291,6 +374,14 @@ def test_plan_config_validates():
             PlanConfig(**bad)
     with pytest.raises(ConfigError, match="early_stop_id_prob"):
         PlanConfig(early_stop_id_prob=1.5)
+    with pytest.raises(ConfigError, match="early_stop_plateau"):
+        PlanConfig(early_stop_plateau=1.0)
+    with pytest.raises(ConfigError, match='unknown schedule "step"; expected one of constant, cosine'):
+        PlanConfig(schedule="step")
+    with pytest.raises(ConfigError, match='unknown init "cubic"'):
+        PlanConfig(init="cubic")
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        PlanConfig(warmup_steps=-1)
     with pytest.raises(ConfigError, match="unknown PLAN path option"):
         PlanConfig.from_dict({"nsteps": 10})
 

@@ -315,6 +315,57 @@ def test_nested_config_and_its_flat_record():
         GateConfig(space="pixels")
 
 
+def test_the_walk_options_of_issue_18_are_flat_recorded_only_when_set_and_reach_the_walk(chain, tmp_path, monkeypatch):
+    from latentwalk import paths
+    from latentwalk.paths import PlanConfig
+
+    default = GenerateConfig()
+    assert (default.plan.optim_steps, default.plan.lr, default.plan.schedule) == (50, 0.1, "constant")  # the knee
+    assert not {"lr_schedule", "warmup_steps", "path_init", "early_stop_plateau"} & set(default.to_dict())
+    options = {"lr_schedule": "cosine", "warmup_steps": 2, "path_init": "slerp", "early_stop_plateau": 0.01}
+    cfg = _cfg(chain, **options, amp=True)
+    assert (cfg.plan.schedule, cfg.plan.warmup_steps, cfg.plan.init, cfg.plan.early_stop_plateau) == (
+        "cosine", 2, "slerp", 0.01)  # fmt: skip
+    assert {k: cfg.to_dict()[k] for k in options} == options and GenerateConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="leave early_stop_id_prob at the default"):
+        GenerateConfig(plan=PlanConfig(early_stop_id_prob=0.5))
+    seen = []
+    real = paths.plan_paths
+    monkeypatch.setattr(paths, "plan_paths", lambda *a, **k: seen.append(a[6]) or real(*a, **k))
+    result = generate(cfg, tmp_path / "out")  # bfloat16 autocast on the CPU, asked for
+    assert result.run["config"]["amp"] is True and sum(result.written.values()) == 8
+    walked = {(c.schedule, c.warmup_steps, c.init, c.early_stop_plateau, c.amp) for c in seen}
+    assert walked == {("cosine", 2, "slerp", 0.01, True)}
+
+
+def test_generate_flags_and_toml_set_the_walk_options(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    import latentwalk.pipeline
+    from latentwalk.cli import cli
+
+    seen = []
+
+    class Done:
+        already_done = True
+
+    monkeypatch.setattr(latentwalk.pipeline, "generate", lambda cfg, out, **kw: seen.append(cfg) or Done())
+    args = ["generate", "--out", str(tmp_path / "out"), "--lr-schedule", "cosine", "--warmup-steps", "3",
+            "--path-init", "slerp", "--early-stop-plateau", "0.02", "--amp"]  # fmt: skip
+    done = CliRunner().invoke(cli, args)
+    assert done.exit_code == 0, done.output
+    plan = seen[0].plan
+    assert (plan.schedule, plan.warmup_steps, plan.init, plan.early_stop_plateau, seen[0].amp) == (
+        "cosine", 3, "slerp", 0.02, True)  # fmt: skip
+    toml = tmp_path / "run.toml"
+    toml.write_text('[plan]\nschedule = "cosine"\ninit = "slerp"\nwarmup_steps = 4\nearly_stop_plateau = 0.05\n')
+    cfg = GenerateConfig.from_dict(load_config_file(toml))
+    assert (cfg.plan.schedule, cfg.plan.init, cfg.plan.warmup_steps, cfg.plan.early_stop_plateau) == (
+        "cosine", "slerp", 4, 0.05)  # fmt: skip
+    done = CliRunner().invoke(cli, ["generate", "--out", str(tmp_path / "out"), "--lr-schedule", "step"])
+    assert done.exit_code != 0 and "cosine" in done.output
+
+
 def test_input_mismatches_are_clear_errors(chain, cxr_dataset, fundus_dataset, tmp_path):
     from gan_zoo.checkpoint import save_generator
     from gan_zoo.invert import InvertConfig

@@ -219,6 +219,24 @@ def test_an_unknown_device_is_refused_before_reading_files(tmp_path):
         gan_zoo.load(f"lite:{tmp_path / 'absent'}", device="gpu0")
 
 
+def test_native_bfloat16_is_read_from_the_cpu_flags(monkeypatch, tmp_path):
+    import builtins
+
+    from gan_zoo.devices import native_bfloat16
+
+    assert native_bfloat16("cuda") and not native_bfloat16("mps")
+    real_open = builtins.open
+    for flags, expected in (("fpu avx512f avx512_bf16 sse", True), ("fpu amx_bf16 amx_tile", True),
+                            ("fpu avx512f avx512bw sse", False)):  # fmt: skip
+        info = tmp_path / "cpuinfo"
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(builtins, "open", lambda path, *a, _i=info, **k: real_open(
+            _i if path == "/proc/cpuinfo" else path, *a, **k))  # fmt: skip
+        assert native_bfloat16("cpu") is expected
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: (_ for _ in ()).throw(OSError("no /proc")))
+    assert native_bfloat16("cpu") is False
+
+
 def test_bare_paths_get_their_scheme_from_the_suffix():
     assert registry.parse_spec("runs/net.PKL") == ("stylegan", "runs/net.PKL")
     assert registry.parse_spec("runs/g.safetensors") == ("lite", "runs/g.safetensors")

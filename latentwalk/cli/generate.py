@@ -13,6 +13,7 @@ from latentwalk.cli.common import (
     progress,
 )
 from latentwalk.errors import ConfigError
+from latentwalk.paths import INITS, SCHEDULES
 from latentwalk.privacy_losses import PRIVACY_LOSSES
 from latentwalk.spaces import GATE_SPACES
 
@@ -36,6 +37,11 @@ _GENERATE_HELP = {
     "privacy_loss": "plan/ksame-plan: privacy term: kl_uniform (PLAN's KL to uniform), mi (plug-in mutual "
     "information, IRENE), verification (hinge on the identity guide's log-odds), hsic (unbiased HSIC).",
     "verification_margin": "privacy-loss verification: log-odds margin [default: log(1/(K-1)), chance for K patients].",
+    "lr_schedule": "plan/ksame-plan: learning rate over the Adam steps: constant, or cosine (down to 0 at the last).",
+    "warmup_steps": "plan/ksame-plan: Adam steps over which the learning rate rises linearly (0 = none).",
+    "path_init": "plan/ksame-plan: the path the optimisation starts from: linear or slerp.",
+    "early_stop_plateau": "plan/ksame-plan: stop a path once its loss fell by less than this fraction over the last "
+    "10 steps [default: off].",
     "chunk": "Images per synthesis + classifier pass [default: 64 on CPU, sized to free memory on CUDA].",
     "k": "ksame/ksame-plan: minimum patients per group.",
     "ksame_method": "ksame/ksame-plan: greedy (k-SALSA) or kmeans.",
@@ -52,7 +58,7 @@ _GENERATE_HELP = {
     "own images before the final generation (each one more generation plus a fine-tune; the gates keep the guides).",
     "adversarial_epochs": "Epochs of each adversarial round's attacker fine-tune.",
     "device": "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
-    "amp": "bfloat16 autocast for PLAN [default: on with CUDA].",
+    "amp": "bfloat16 autocast for PLAN [default: on with CUDA and on CPUs with native bfloat16 (AVX512-BF16, AMX)].",
 }
 
 
@@ -63,14 +69,16 @@ _GENERATE_CHOICES = {
     "ksame_method": ("greedy", "kmeans"),
     "ksame_spread": ("mean", "restore"),
     "privacy_loss": PRIVACY_LOSSES,
+    "lr_schedule": SCHEDULES,
+    "path_init": INITS,
 }
 
 
 _GENERATE_TYPES = {
     "per_label": int, "n_steps": int, "paths_per_item": int, "seed": int, "optim_steps": int, "chunk": int, "k": int,
-    "max_rounds": int, "adversarial_rounds": int, "adversarial_epochs": int,
+    "max_rounds": int, "adversarial_rounds": int, "adversarial_epochs": int, "warmup_steps": int,
     "truncation_psi": float, "lr": float, "gate_threshold": float, "gate_percentile": float,
-    "label_threshold": float, "label_percentile": float, "verification_margin": float,
+    "label_threshold": float, "label_percentile": float, "verification_margin": float, "early_stop_plateau": float,
 }  # fmt: skip
 
 
@@ -179,7 +187,7 @@ def generate_cmd(ctx, config_file, out, overwrite, private_dir, **options):
 @click.option("--seed", default=0, show_default=True, help="Seed of the endpoint draw.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--n-steps", default=20, show_default=True, help="Points per path, endpoints included.")
-@click.option("--optim-steps", default=200, show_default=True, help="PLAN's Adam steps.")
+@click.option("--optim-steps", default=None, type=int, help="PLAN's Adam steps [default: generate's, 50].")
 @click.option("--gate-space", type=click.Choice(GATE_SPACES), default="identity",
               show_default=True, help="Distance space of the plot.")  # fmt: skip
 @click.option("--gate-percentile", default=5.0, show_default=True, help="Threshold line: this percentile of "
@@ -202,7 +210,6 @@ def walk_cmd(spec, guides_dir, data_dir, layout, label, seed, out, n_steps, opti
     from latentwalk.gate import build_gate
     from latentwalk.guides import load_guides
     from latentwalk.outputs import claim_dir, staged_dir
-    from latentwalk.paths import PlanConfig
     from latentwalk.pipeline import check_guides, real_reference
     from latentwalk.walk import compare_walks, save_walk
 
@@ -216,7 +223,7 @@ def walk_cmd(spec, guides_dir, data_dir, layout, label, seed, out, n_steps, opti
     real, patients = real_reference(index, G)
     gate = build_gate(gate_space, real.to(dev), patients, guides=guides, percentile=gate_percentile)
     walk = compare_walks(G, guides, gate, label, seed=seed, n_steps=n_steps, endpoint_filter=endpoint_filter,
-                         plan_cfg=PlanConfig(optim_steps=optim_steps))  # fmt: skip
+                         plan_cfg=walk_plan(optim_steps))  # fmt: skip
     with staged_dir(out, "walk", overwrite=overwrite, inputs=inputs) as stage:
         files = {k: out / v.name for k, v in save_walk(walk, stage).items()}
     below = walk.to_dict()["below_threshold"]
@@ -226,3 +233,14 @@ def walk_cmd(spec, guides_dir, data_dir, layout, label, seed, out, n_steps, opti
         f"PLAN {float(walk.distances['plan'].min()):.3g}"
     )
     click.echo(f"wrote {files['strip']}, {files['plot']} and {files['json']}")
+
+
+def walk_plan(optim_steps: int | None):
+    """The PLAN walk of ``latentwalk walk``: generate's (its Adam steps, lr and schedule), float32; ``optim_steps``
+    overrides its steps."""
+    from dataclasses import replace
+
+    from latentwalk.pipeline import GenerateConfig
+
+    plan = GenerateConfig().plan
+    return plan if optim_steps is None else replace(plan, optim_steps=optim_steps)

@@ -79,7 +79,7 @@ class GateConfig(StageConfig):
 
 
 def _default_plan() -> PlanConfig:
-    return PlanConfig(n_steps=10, optim_steps=200)
+    return PlanConfig(n_steps=10, optim_steps=50)
 
 
 # The flat option names (the flags, the TOML keys, the record in run.json), in the record's order: name -> (the
@@ -103,6 +103,10 @@ FLAT: dict[str, tuple[str | None, str]] = {
     "weights": ("plan", "weights"),
     "privacy_loss": ("plan", "privacy_loss"),
     "verification_margin": ("plan", "verification_margin"),
+    "lr_schedule": ("plan", "schedule"),
+    "warmup_steps": ("plan", "warmup_steps"),
+    "path_init": ("plan", "init"),
+    "early_stop_plateau": ("plan", "early_stop_plateau"),
     "chunk": (None, "chunk"),
     "k": ("ksame", "k"),
     "ksame_method": ("ksame", "method"),
@@ -124,7 +128,8 @@ _FLAT_NAME = {(sub, name): flat for flat, (sub, name) in FLAT.items() if sub is 
 # Options added after runs were recorded without them: the record holds them only away from these defaults, so that a
 # record written before they existed is the record of the same run now (and an unfinished run of then resumes).
 RECORDED_IF_SET: dict[str, Any] = {"privacy_loss": "kl_uniform", "verification_margin": None, "adversarial_rounds": 0,
-                                   "adversarial_epochs": 5}  # fmt: skip
+                                   "adversarial_epochs": 5, "lr_schedule": "constant", "warmup_steps": 0,
+                                   "path_init": "linear", "early_stop_plateau": None}  # fmt: skip
 ADVERSARIAL_METHODS = ("plan", "ksame-plan")  # the methods whose walk steers against an identity net
 _NESTED = {"plan": PlanConfig, "ksame": KSameConfig, "gate": GateConfig}
 
@@ -160,10 +165,12 @@ class GenerateConfig(StageConfig):
     # one more generation plus a fine-tune; latentwalk.generation.adversarial); 0 = off, the walk steers against φ_id
     adversarial_epochs: int = 5  # epochs of each attacker fine-tune (only with adversarial_rounds > 0)
     device: str = "auto"  # auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps
-    amp: bool | None = None  # plan/ksame-plan: bfloat16 autocast; None = on for CUDA, off elsewhere
+    amp: bool | None = None  # plan/ksame-plan: bfloat16 autocast; None = on for CUDA and for CPUs with native
+    # bfloat16 (gan_zoo.devices.native_bfloat16), off elsewhere
     plan: PlanConfig = field(default_factory=_default_plan)  # the path: n_steps (points per path, endpoints
-    # included; linear too), and for plan/ksame-plan optim_steps (PLAN's reference: 500), lr, weights, privacy_loss,
-    # verification_margin
+    # included; linear too), and for plan/ksame-plan optim_steps (PLAN's reference: 500; here 50, the knee of
+    # benchmarks/bench_plan_convergence.py: 200 reach the same objective), lr, weights, privacy_loss,
+    # verification_margin, schedule, warmup_steps, init, early_stop_plateau
     ksame: KSameConfig = field(default_factory=KSameConfig)  # ksame/ksame-plan: k, method, spread
     gate: GateConfig = field(default_factory=GateConfig)  # the privacy gate and the label gate
 
@@ -172,7 +179,8 @@ class GenerateConfig(StageConfig):
             if not isinstance(getattr(self, name), kind):
                 raise ConfigError(f"{name} must be a {kind.__name__}, got {type(getattr(self, name)).__name__}")
         _check_owned(self.plan, ("n_steps", "optim_steps", "lr", "weights", "privacy_loss", "verification_margin",
-                                 "log_every"), "plan", "chunk and amp are GenerateConfig's own")  # fmt: skip
+                                 "schedule", "warmup_steps", "init", "early_stop_plateau", "log_every"), "plan",
+                     "chunk and amp are GenerateConfig's own")  # fmt: skip
         _check_owned(self.ksame, ("k", "method", "spread"), "ksame", "")
         for name in ("per_label", "paths_per_item", "max_rounds", "adversarial_rounds", "adversarial_epochs"):
             value = getattr(self, name)
@@ -295,6 +303,10 @@ TABLES: dict[str, dict[str, str]] = {
         "weights": "weights",
         "privacy_loss": "privacy_loss",
         "verification_margin": "verification_margin",
+        "schedule": "lr_schedule",
+        "warmup_steps": "warmup_steps",
+        "init": "path_init",
+        "early_stop_plateau": "early_stop_plateau",
         "amp": "amp",
     },
     "ksame": {"k": "k", "method": "ksame_method", "spread": "ksame_spread"},
