@@ -212,6 +212,13 @@ def build_gate(
         real_nn = dist.cpu()
     else:
         reference = embed(real_images)
+        zero = (reference.flatten(1).abs().amax(dim=1) == 0).sum().item() if metric == "cosine" else 0
+        if zero:
+            raise DataError(
+                f"the {space} embedding maps {zero} of {reference.shape[0]} real images to zero, which has no cosine "
+                "distance: the guides have collapsed; retrain them (longer, or at a lower learning rate) or use "
+                "another --gate-space"
+            )
         dist, _ = nearest(reference, reference, k=1, metric=metric, a_groups=patients, b_groups=patients)
         real_nn = dist[:, 0].double().cpu()
     rate, checked = _self_check(reference, patients, metric, nearest_other)

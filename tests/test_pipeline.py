@@ -612,6 +612,15 @@ def test_a_class_conditional_generator_runs_end_to_end(chain, cxr_dataset, tmp_p
     assert meta["config"]["steps"] == 2
 
 
+def test_collapsed_guides_are_named_when_the_identity_gate_is_fitted(monkeypatch):
+    import latentwalk.gate as gate_module
+
+    monkeypatch.setattr(gate_module, "_embedder", lambda *a: lambda x: torch.zeros(x.shape[0], 8))
+    real = torch.rand(6, 1, 16, 16) * 2 - 1
+    with pytest.raises(DataError, match="maps 6 of 6 real images to zero, .* the guides have collapsed; retrain them"):
+        gate_module.build_gate("identity", real, ["a", "b", "c"] * 2, guides=object())
+
+
 def test_a_gate_that_cannot_tell_patients_apart_says_so(chain, tmp_path):
     """The gate's own check on real images: near-identical images per patient pass, patient-blind noise fails, and
     generate warns and writes the failure into the card (issue 13, item 6)."""
