@@ -3,8 +3,9 @@
     python benchmarks/bench_plan_speed.py            # demo:cxr, 64 images per label; section plan-speed
     python benchmarks/bench_plan_speed.py --quick    # a smoke run, RESULTS.md untouched
 
-The new defaults are ``generate``'s (:func:`latentwalk.generation.config.GenerateConfig`, chosen at the knee of
-``benchmarks/bench_plan_convergence.py``); the old ones are those before it (200 Adam steps at lr 0.1, constant,
+The new defaults are ``generate``'s (:func:`latentwalk.generation.config.GenerateConfig`, chosen from the table of
+``benchmarks/bench_plan_convergence.py``: the fewest steps that reach 200's objective, privacy term and class term,
+in bfloat16 where the CPU has it); the old ones are those before it (200 Adam steps at lr 0.1, constant,
 linear start, float32, no early stop), set explicitly. One process, one phantom dataset, one set of guides; for
 each setting, in turn:
 
