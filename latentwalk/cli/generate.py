@@ -41,7 +41,7 @@ _GENERATE_HELP = {
     "warmup_steps": "plan/ksame-plan: Adam steps over which the learning rate rises linearly (0 = none).",
     "path_init": "plan/ksame-plan: the path the optimisation starts from: linear or slerp.",
     "early_stop_plateau": "plan/ksame-plan: stop a path once its loss fell by less than this fraction over the last "
-    "10 steps [default: off].",
+    "50 steps (PLAN's log_every) [default: off].",
     "chunk": "Images per synthesis + classifier pass [default: 64 on CPU, sized to free memory on CUDA].",
     "k": "ksame/ksame-plan: minimum patients per group.",
     "ksame_method": "ksame/ksame-plan: greedy (k-SALSA) or kmeans.",
