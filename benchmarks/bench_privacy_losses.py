@@ -48,7 +48,9 @@ NAMES = {
     "mi": "PLAN, plug-in MI (IRENE)",
     "verification": "PLAN, verification hinge",
     "hsic": "PLAN, HSIC",
+    "kl_uniform_adversarial": "PLAN, KL-uniform, {rounds} adversarial round(s)",
 }
+ADVERSARIAL = "kl_uniform_adversarial"  # the row of --adversarial-rounds: Feutry's idea applied to the walk
 FULL = dict(per_label=100, optim_steps=100, eval_epochs=15, seeds=(0, 1, 2), mia_epochs=60, mia_shadows=4,
             calibration_paths=16)  # fmt: skip
 QUICK = dict(per_label=4, optim_steps=2, eval_epochs=1, seeds=(0,), mia_epochs=2, mia_shadows=0,
@@ -126,7 +128,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="default benchmarks/results/privacy-losses-<benchmark>")
     parser.add_argument("--losses", default=",".join(LOSSES), help="comma-separated subset of " + ",".join(LOSSES))
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--resume", action="store_true", help="reuse finished synthetic sets")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse finished synthetic sets, and their evaluations where run with the same "
+                             "settings")  # fmt: skip
+    parser.add_argument("--adversarial-rounds", type=int, default=1,
+                        help="rounds of the KL-uniform row with adversarial rounds (generate --adversarial-rounds); "
+                             "0: no such row")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
@@ -179,7 +186,13 @@ def main() -> None:
 
     rows: list[tuple[str, str, dict[str, Any]]] = [("linear", "linear", {})]
     rows += [(loss, "plan", {"privacy_loss": loss, "weights": [weights[loss], 1.0, 1.0]}) for loss in losses]
+    if args.adversarial_rounds > 0:
+        rows.append((ADVERSARIAL, "plan", {"privacy_loss": "kl_uniform", "weights": [BASE_WEIGHT, 1.0, 1.0],
+                                           "adversarial_rounds": args.adversarial_rounds}))  # fmt: skip
     results: dict[str, Any] = {}
+    earlier_run = _earlier_run(out) if args.resume else {}
+    earlier = earlier_run.get("rows") or {}
+    from_record: set[str] = set()  # rows carried from that run's record
     for n, (key, method, extra) in enumerate(rows):
         row_dir = out / "rows" / key
         gcfg = GenerateConfig.from_dict(dict(
@@ -191,18 +204,35 @@ def main() -> None:
         gen = generate(gcfg, row_dir / "synthetic", overwrite=not args.resume, private_dir=row_dir / "private")
         gen_s = time.perf_counter() - t0
         ecfg = _eval_config(args, sizes, guides_dir, row_dir / "private", n == 0)
-        metrics = evaluate(data_dir, row_dir / "synthetic", row_dir / "evaluation", ecfg, overwrite=True).metrics
+        carried, metrics = _finished_row(row_dir / "evaluation", ecfg, earlier.get(key), gen.already_done)
+        if carried is not None:  # --resume: the earlier run's record of this finished row
+            results[key] = carried
+            from_record.add(key)
+            print(f"  row {key}: set and evaluation reused", flush=True)
+            continue
+        from_folder = metrics is not None
+        if metrics is None:
+            metrics = evaluate(data_dir, row_dir / "synthetic", row_dir / "evaluation", ecfg, overwrite=True).metrics
         images = sum(gen.written.values())
         results[key] = {"metrics": metrics, "images": images, "generate_seconds": round(gen_s, 1),
-                        "reused": bool(gen.already_done), "weights": extra.get("weights")}  # fmt: skip
+                        "reused": bool(gen.already_done), "carried": from_folder,
+                        "weights": extra.get("weights"),
+                        "adversarial_rounds": extra.get("adversarial_rounds", 0),
+                        "adversarial": _run_record(row_dir / "synthetic").get("adversarial")}  # fmt: skip
         print(f"  row {key}: {time.perf_counter() - t0:.0f}s", flush=True)
 
     wall = round(time.perf_counter() - started, 1)
     calibration = {"paths": paths, "batch": per_item}
-    body = _table(args, results, weights, norms, calib_s, wall, kind, calibration=calibration)
+    kept = [NAMES[k].format(rounds=r.get("adversarial_rounds", 0)) for k, r in results.items() if r.get("carried")]
+    note = (f"Resumed: the rows {', '.join(kept)} come from an earlier run (sets and evaluations with the same "
+            "settings reused); the wall time is this run's. " if kept else "")  # fmt: skip
+    recomputed = bool(earlier_run.get("leakage_recomputed")) and bool(from_record)
+    if recomputed:  # the rows carried from that run's record hold its --leakage-only columns
+        note += "Their leakage columns were recomputed with `--leakage-only` in that run. "
+    body = _table(args, results, weights, norms, calib_s, wall, kind, note, calibration=calibration)
     (out / "table.md").write_text(body + "\n")
     record = {"rows": results, "weights": weights, "grad_norms": norms, "calibration_seconds": calib_s,
-              "calibration": calibration, "wall_seconds": wall}  # fmt: skip
+              "calibration": calibration, "wall_seconds": wall, "leakage_recomputed": recomputed}  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(record, indent=2))
     print(body)
     if not (args.quick or args.no_record):
@@ -218,6 +248,47 @@ def _folders(args: Any) -> tuple[Path, Path]:
     results = ROOT / "benchmarks" / "results"
     source = args.source or results / (args.benchmark + quick)
     return source, args.out or results / f"privacy-losses-{args.benchmark}{quick}"
+
+
+def _run_record(folder: Path) -> dict[str, Any]:
+    """The synthetic set's ``run.json`` (``{}`` when unreadable)."""
+    try:
+        return json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _earlier_run(out: Path) -> dict[str, Any]:
+    """An earlier run's ``metrics.json`` in ``out`` (``{}`` with none)."""
+    try:
+        return json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _finished_row(
+    folder: Path, ecfg: Any, earlier: dict[str, Any] | None, set_reused: bool
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """``(row, metrics)`` of a row whose set ``--resume`` reused: ``(None, None)`` when its evaluation must run.
+
+    The evaluation in ``folder`` counts as finished when it ran with ``ecfg`` (as ``evaluate`` records its config,
+    paths redacted). Then ``row`` is the earlier run's record of the row (its ``metrics.json``: it may hold leakage
+    recomputed by ``--leakage-only``, and the row's generate time) when that matches too, else ``None`` and
+    ``metrics`` the folder's own (a run stopped before its table).
+    """
+    if not set_reused:
+        return None, None
+    want = json.loads(json.dumps({**ecfg.to_dict(), "guides": "<given>" if ecfg.guides else None,
+                                  "private": "<given>" if ecfg.private else None}))  # fmt: skip
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None, None
+    if metrics.get("config") != want:
+        return None, None
+    if earlier and earlier.get("metrics", {}).get("config") == want:
+        return {**earlier, "carried": True}, metrics
+    return None, metrics
 
 
 def _eval_config(args: Any, sizes: dict, guides_dir: Path, private: Path, first: bool) -> Any:
@@ -297,7 +368,7 @@ def _table(
         mi, hs = lk.get("mi", {}).get("soft", {}), lk.get("hsic", {})
         ci = mi.get("ci95") or [None, None]
         cells = [
-            NAMES[key],
+            NAMES[key].format(rounds=r.get("adversarial_rounds", 0)),
             "–" if r["weights"] is None else f"{r['weights'][0]:.3g}",
             str(r["images"]),
             "–" if acc is None else f"{100 * acc:.1f} ± {100 * (sd or 0):.1f}",
@@ -309,6 +380,23 @@ def _table(
             "–" if r["reused"] else f"{r['generate_seconds'] / max(r['images'], 1):.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    adversarial = ""
+    for key, r in results.items():
+        rec = r.get("adversarial")
+        if rec:
+            per = "; ".join(
+                f"round {x['round']}: {_f(x['accuracy_before'])} before, {_f(x['accuracy_after'])} after "
+                f"({x['images']['synthetic_held_out']} held-out images)"
+                for x in rec["per_round"]
+            )
+            adversarial += (
+                f" {NAMES[key].format(rounds=rec['rounds'])}: before the final walk, each round walked candidates "
+                f"against the current attacker and fine-tuned a copy of it ({rec['epochs']} epochs) on the real "
+                "training images plus the candidates of 80 % of the paths, labelled with the patients behind them; "
+                "the final walk steers against the last attacker (the gates keep the guides). The attacker's "
+                "accuracy at naming the patient behind the held-out 20 % of candidates (chance "
+                f"{_f(rec['chance_accuracy'])}): {per}."
+            )
     first = next(iter(results.values()))["metrics"]
     real = first["utility"]["mean"].get("real", {}).get("accuracy")
     return (
@@ -328,7 +416,9 @@ def _table(
         "the verifier's predicted patient (softmax over its scores) and the patients behind each image (the private "
         "sidecar: for `plan`/`linear`, the training patient the identity guide rates most likely at each endpoint, "
         "weighted by the path position), normalised by log K, with a bootstrap 95 % CI and a permutation null "
-        "(95th percentile, p-value); HSIC with its permutation p-value. Time per image on a shared 2-core CPU.\n\n"
+        "(95th percentile, p-value); HSIC with its permutation p-value. Time per image on a shared 2-core CPU."
+        + adversarial
+        + "\n\n"
         + "\n".join(lines)
     )
 

@@ -40,9 +40,12 @@ def test_bench_paper_quick_runs_every_row_and_writes_the_table(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     table = (pl / "table.md").read_text()
     for row in ("Linear (no privacy term)", "PLAN, KL-uniform (reference)", "PLAN, plug-in MI (IRENE)",
-                "PLAN, verification hinge", "PLAN, HSIC"):  # fmt: skip
+                "PLAN, verification hinge", "PLAN, HSIC", "PLAN, KL-uniform, 1 adversarial round(s)"):  # fmt: skip
         assert f"| {row} |" in table, row
     rows = json.loads((pl / "metrics.json").read_text())["rows"]
+    adversarial = rows["kl_uniform_adversarial"]["adversarial"]  # generate's record of the round
+    assert adversarial["rounds"] == 1 and len(adversarial["per_round"]) == 1
+    assert "before the final walk, each round walked candidates" in table
     for row in rows.values():  # every row was evaluated with its private sidecar
         assert 0 <= row["metrics"]["leakage"]["mi"]["soft"]["mi"] <= 1
     for name in ("linear", "kl_uniform", "mi"):
@@ -55,6 +58,20 @@ def test_bench_paper_quick_runs_every_row_and_writes_the_table(tmp_path):
     again = json.loads((pl / "metrics.json").read_text())
     assert again["leakage_recomputed"] and set(again["rows"]) == set(rows)
     assert "recomputed with `--leakage-only`" in (pl / "table.md").read_text()
+
+    # --resume reuses every finished set and its evaluation: the rows come back as recorded, nothing re-evaluated
+    stamps = {p: p.stat().st_mtime_ns for p in pl.glob("rows/*/evaluation/metrics.json")}
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_privacy_losses.py"), "--benchmark", "tb",
+                           "--quick", "--source", str(out), "--out", str(pl), "--device", "cpu", "--resume"],
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("set and evaluation reused") == len(rows)
+    assert {p: p.stat().st_mtime_ns for p in pl.glob("rows/*/evaluation/metrics.json")} == stamps
+    resumed = json.loads((pl / "metrics.json").read_text())["rows"]
+    for key, row in resumed.items():  # the recomputed leakage is carried over, not the evaluation folder's
+        assert row["metrics"]["leakage"] == again["rows"][key]["metrics"]["leakage"]
+    assert "Resumed: the rows" in (pl / "table.md").read_text()
+    assert "recomputed with `--leakage-only` in that run" in (pl / "table.md").read_text()
 
 
 def test_gate_audit_quick_fills_every_gate_row(tmp_path):
