@@ -3,6 +3,7 @@
     python benchmarks/bench_plan_convergence.py                # demo:cxr, 2 items of 8 paths, section plan-convergence
     python benchmarks/bench_plan_convergence.py --quick        # seconds: a smoke run, RESULTS.md untouched
     python benchmarks/bench_plan_convergence.py --kind fundus  # section plan-convergence-fundus
+    python benchmarks/bench_plan_convergence.py --guide-epochs 30  # section plan-convergence-guides30
 
 What ``generate`` would walk: the demo generator, guides trained briefly on phantom data, the endpoints of
 ``generate``'s first work item of each label (same seeds, the class filter on), ``paths_per_item`` paths optimised
@@ -13,9 +14,11 @@ and Adam state). Per variant: wall time of the walks alone (one process, the sam
 the order listed), the objective the walks reach — PLAN's reference objective evaluated afterwards in float32 on
 the final paths (:func:`latentwalk.paths.path_objective`, summed over paths), relative to today's defaults — and the
 gate pass rate of the written points (``generate``'s identity gate and label gate on the uint8 images it would
-write). A variant is acceptable when its objective is at most 2 % above today's, its privacy term (the KL the walk
-exists to lower) too — the total alone would accept the linear start (first row), where equidistance offsets the other
-terms — and its gate pass rate is equal (here: no lower by more than one image per work item).
+write). A variant is acceptable when its objective is at most 2 % above today's, and so are the two terms the walk
+exists to lower, privacy (KL) and class (CE) — the total alone would accept the linear start (first row), where
+equidistance offsets the other terms — and its gate pass rate is equal (here: no lower by more than one image per
+work item). ``--guide-epochs`` trains the guides longer (default 5; the demo and the paper tables train 30), so that
+the identity guide sees the patients the walk steers away from; its section is ``plan-convergence-guides<N>``.
 
 Also lists the knee: the acceptable variant with the highest images/s. Writes its section of benchmarks/RESULTS.md
 unless --no-record.
@@ -81,9 +84,12 @@ def gate_pass(ctx: Any, ws: torch.Tensor, label: int) -> tuple[int, int]:
     return int(ok.sum()), int(ok.numel())
 
 
-def prepare(root: Path, kind: str, quick: bool, items: int) -> tuple[Any, Any, list[tuple[int, Any, Any]]]:
-    """Phantom data, guides and generate's setup under ``root``; returns ``(GenerateConfig, Context, work)`` with
-    ``work`` the endpoints of generate's first ``items`` work items (labels alternating): ``(label, w_a, w_b)``."""
+def prepare(
+    root: Path, kind: str, quick: bool, items: int, guide_epochs: int = 5
+) -> tuple[Any, Any, list[tuple[int, Any, Any]]]:
+    """Phantom data, guides (``guide_epochs``; 1 when ``quick``) and generate's setup under ``root``; returns
+    ``(GenerateConfig, Context, work)`` with ``work`` the endpoints of generate's first ``items`` work items (labels
+    alternating): ``(label, w_a, w_b)``."""
     from latentwalk.data.phantoms import PhantomConfig, write_phantom_dataset
     from latentwalk.generation.items import Item, endpoints, item_seed
     from latentwalk.generation.world import World
@@ -91,7 +97,7 @@ def prepare(root: Path, kind: str, quick: bool, items: int) -> tuple[Any, Any, l
     from latentwalk.pipeline import GenerateConfig, _setup
 
     index = write_phantom_dataset(PhantomConfig(kind=kind, **(dict(identities=12) if quick else {})), root / "data")
-    train_guides(index, root / "guides", GuideConfig(epochs=1 if quick else 5), resolution=64,
+    train_guides(index, root / "guides", GuideConfig(epochs=1 if quick else guide_epochs), resolution=64,
                  channels=1 if kind == "cxr" else 3, device="cpu")  # fmt: skip
     cfg = GenerateConfig.from_dict(dict(gan=f"demo:{kind}", guides=str(root / "guides"), data=str(root / "data"),
                                         device="cpu", endpoint_filter=not quick))  # fmt: skip
@@ -103,6 +109,15 @@ def prepare(root: Path, kind: str, quick: bool, items: int) -> tuple[Any, Any, l
         w_a, w_b = endpoints(ctx, item, torch.Generator().manual_seed(item.seed))
         work.append((label, w_a, w_b))
     return cfg, ctx, work
+
+
+def _identity_accuracy(guides: Path) -> str:
+    """The identity guide's validation accuracy as ``train_guides`` recorded it, with chance, for the table."""
+    import json
+
+    rec = json.loads((guides / "identity.json").read_text()).get("metrics") or {}
+    acc, chance = rec.get("val_accuracy"), rec.get("chance_accuracy")
+    return "n/a" if acc is None else f"{acc:.2f}" + ("" if chance is None else f", chance {chance:.3f}")
 
 
 def walk(ctx: Any, work: list[tuple[int, Any, Any]], pcfg: Any) -> dict[str, float]:
@@ -151,12 +166,14 @@ def parse_args(doc: str, extra: dict[str, dict[str, Any]]) -> argparse.Namespace
 
 def main() -> None:
     items_help = "work items of paths_per_item paths (labels alternate)"
-    args = parse_args(__doc__, {"--items": dict(type=int, default=2, help=items_help)})
+    args = parse_args(__doc__, {"--items": dict(type=int, default=2, help=items_help),
+                                "--guide-epochs": dict(type=int, default=5, help="epochs of each guide")})  # fmt: skip
     from dataclasses import replace
 
     variants = QUICK_VARIANTS if args.quick else VARIANTS
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, ctx, work = prepare(Path(tmp), args.kind, args.quick, args.items)
+        cfg, ctx, work = prepare(Path(tmp), args.kind, args.quick, args.items, args.guide_epochs)
+        identity_val = _identity_accuracy(Path(tmp) / "guides")
         base = replace(cfg.plan, chunk=ctx.chunk, fused_modconv=False)  # as run_item walks
         channels = 1 if args.kind == "cxr" else 3
         n_ids = int(ctx.guides.identity(torch.zeros(1, 3 if base.repeat_gray else channels, 64, 64)).shape[1])
@@ -185,7 +202,7 @@ def main() -> None:
     for f in [dict(name="linear start (0 steps, no PLAN)", **start)] + figures:
         rate = images / f["seconds"]
         rel = f["objective"] / ref["objective"] - 1
-        ok = (rel <= OBJECTIVE_TOL and f["privacy"] <= ref["privacy"] * (1 + OBJECTIVE_TOL)
+        ok = (rel <= OBJECTIVE_TOL and all(f[t] <= ref[t] * (1 + OBJECTIVE_TOL) for t in ("privacy", "class"))
               and f["passed"] >= ref["passed"] - len(work))  # fmt: skip
         if ok and (knee is None or rate > knee[1]):
             knee = (f["name"], rate)
@@ -201,13 +218,14 @@ def main() -> None:
         f"thread(s), {where})\n\n"
         f"{n_paths} paths ({len(work)} work items of {cfg.paths_per_item}, generate's first items of each label, "
         f"endpoints with the class filter), {cfg.plan.n_steps} points per path ({images} written images), the "
-        f"guides trained 5 epochs on default phantoms, chunk {ctx.chunk}. Walk seconds: the `plan_paths` calls alone. "
+        f"guides trained {args.guide_epochs} epochs on default phantoms (identity guide's validation accuracy "
+        f"{identity_val}), chunk {ctx.chunk}. Walk seconds: the `plan_paths` calls alone. "
         "Objective: PLAN's reference objective (0.1 KL-uniform + equidistance + class CE, per path, summed), "
         "evaluated in float32 on the final paths whatever the walk ran in. Gate pass rate: generate's identity and "
         "label gates on the uint8 images it would write. The terms (unweighted, summed over paths) show what the walk "
         "trades: the total alone barely moves, since the equidistance term the walk pays for leaving the line "
         "offsets what it wins on the privacy and class terms (the linear start's total is within 2 % of today's). "
-        "Acceptable: total objective and privacy term each at most 2 % above today's, and "
+        "Acceptable: total objective, privacy term and class term each at most 2 % above today's, and "
         f"no more than one image per work item fewer passing the gates. Load average {load_before:.1f} before, "
         f"{load_after:.1f} after.\n\n" + "\n".join(rows) + "\n\n"
         + (f"Knee (the fastest acceptable variant): **{knee[0]}**, {knee[1]:.2f} images/s, "
@@ -217,7 +235,8 @@ def main() -> None:
     if knee:
         summary(f"PLAN convergence ({where}): knee {knee[0]}, {knee[1] / (images / ref['seconds']):.1f}x")
     if not args.no_record and not args.quick:
-        write_section("plan-convergence" + ("" if args.kind == "cxr" else f"-{args.kind}"), body)
+        section = "plan-convergence" + ("" if args.kind == "cxr" else f"-{args.kind}")
+        write_section(section + ("" if args.guide_epochs == 5 else f"-guides{args.guide_epochs}"), body)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,11 @@ the norm of its gradient with respect to the path points, at the linear paths of
 that of KL-uniform at PLAN's weight 0.1 (the weights are printed in the table). The sample is walked in batches of
 generate's ``paths_per_item`` (8), as a work item walks its paths together, and the norm averaged over the batches:
 the batch-level terms (MI, HSIC) are one value per batch, so their gradient depends on the batch size. The class and
-equidistance weights stay 1. ``--leakage-only`` recomputes the leakage columns of a finished run with the current
-estimator.
+equidistance weights stay 1. One more row, KL-uniform with ``--adversarial-rounds`` (default 1), walks against an
+identity attacker retrained on its own candidates (``generate --adversarial-rounds``). ``--resume`` reuses finished
+sets and their evaluations; ``--rows`` runs only the rows named and carries the others over from the table already
+in ``--out`` (the table says which). ``--leakage-only`` recomputes the leakage columns of a finished run with the
+current estimator.
 """
 
 from __future__ import annotations
@@ -131,6 +134,9 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true",
                         help="reuse finished synthetic sets, and their evaluations where run with the same "
                              "settings")  # fmt: skip
+    parser.add_argument("--rows", default=None,
+                        help="comma-separated rows to run (linear, the losses, " + ADVERSARIAL + "; default all): "
+                             "the others are carried over from the table already in --out")  # fmt: skip
     parser.add_argument("--adversarial-rounds", type=int, default=1,
                         help="rounds of the KL-uniform row with adversarial rounds (generate --adversarial-rounds); "
                              "0: no such row")  # fmt: skip
@@ -148,6 +154,10 @@ def main() -> None:
     unknown = sorted(set(losses) - set(LOSSES))
     if unknown:
         parser.error(f"unknown loss(es) {unknown}; expected some of {list(LOSSES)}")
+    keys = ["linear", *losses] + ([ADVERSARIAL] if args.adversarial_rounds > 0 else [])
+    chosen = keys if args.rows is None else [r for r in args.rows.split(",") if r]
+    if not set(chosen) <= set(keys):
+        parser.error(f"unknown row(s) {sorted(set(chosen) - set(keys))}; expected some of {keys}")
 
     import gan_zoo
     from latentwalk.devices import resolve_device
@@ -190,10 +200,15 @@ def main() -> None:
         rows.append((ADVERSARIAL, "plan", {"privacy_loss": "kl_uniform", "weights": [BASE_WEIGHT, 1.0, 1.0],
                                            "adversarial_rounds": args.adversarial_rounds}))  # fmt: skip
     results: dict[str, Any] = {}
-    earlier_run = _earlier_run(out) if args.resume else {}
+    earlier_run = _earlier_run(out) if args.resume or args.rows is not None else {}
     earlier = earlier_run.get("rows") or {}
     from_record: set[str] = set()  # rows carried from that run's record
-    for n, (key, method, extra) in enumerate(rows):
+    for key, method, extra in rows:
+        if key not in chosen:  # not asked for: the earlier run's row, when it has one
+            if key in earlier:
+                results[key] = {**earlier[key], "carried": True}
+                from_record.add(key)
+            continue
         row_dir = out / "rows" / key
         gcfg = GenerateConfig.from_dict(dict(
             gan=spec, guides=str(guides_dir), data=str(data_dir), latents=str(latents), method=method,
@@ -203,7 +218,7 @@ def main() -> None:
         t0 = time.perf_counter()
         gen = generate(gcfg, row_dir / "synthetic", overwrite=not args.resume, private_dir=row_dir / "private")
         gen_s = time.perf_counter() - t0
-        ecfg = _eval_config(args, sizes, guides_dir, row_dir / "private", n == 0)
+        ecfg = _eval_config(args, sizes, guides_dir, row_dir / "private", key == "linear")
         carried, metrics = _finished_row(row_dir / "evaluation", ecfg, earlier.get(key), gen.already_done)
         if carried is not None:  # --resume: the earlier run's record of this finished row
             results[key] = carried
@@ -229,6 +244,12 @@ def main() -> None:
     recomputed = bool(earlier_run.get("leakage_recomputed")) and bool(from_record)
     if recomputed:  # the rows carried from that run's record hold its --leakage-only columns
         note += "Their leakage columns were recomputed with `--leakage-only` in that run. "
+    # a run from before the calibration walked generate's batches walked all its paths as one batch
+    was = earlier_run.get("calibration") or {"paths": sizes["calibration_paths"], "batch": None}
+    if from_record and (was != calibration or earlier_run.get("weights") != weights):
+        walked = "one batch" if was.get("batch") is None else f"batches of {was['batch']}"
+        note += (f"Their privacy weights are that run's, calibrated on {was.get('paths')} endpoint pairs walked in "
+                 f"{walked}; the calibration below is this run's. ")  # fmt: skip
     body = _table(args, results, weights, norms, calib_s, wall, kind, note, calibration=calibration)
     (out / "table.md").write_text(body + "\n")
     record = {"rows": results, "weights": weights, "grad_norms": norms, "calibration_seconds": calib_s,
@@ -292,6 +313,7 @@ def _finished_row(
 
 
 def _eval_config(args: Any, sizes: dict, guides_dir: Path, private: Path, first: bool) -> Any:
+    """Evaluate's settings for a row; ``first`` (the Linear row) also trains the real-data utility classifiers."""
     from latentwalk.evaluate.run import EvalConfig
 
     return EvalConfig(guides=str(guides_dir), spaces=("identity", "pixels"), utility_epochs=sizes["eval_epochs"],
@@ -308,9 +330,9 @@ def _leakage_only(args: Any, sizes: dict, kind: str, losses: list[str]) -> None:
     source, out = _folders(args)
     saved = json.loads((out / "metrics.json").read_text())
     started = time.perf_counter()
-    for n, (key, row) in enumerate(saved["rows"].items()):
+    for key, row in saved["rows"].items():
         row_dir = out / "rows" / key
-        cfg = _eval_config(args, sizes, source / "guides", row_dir / "private", n == 0)
+        cfg = _eval_config(args, sizes, source / "guides", row_dir / "private", key == "linear")
         row["metrics"]["leakage"] = leakage_of(source / "data", row_dir / "synthetic", cfg)
         print(f"  row {key}: leakage recomputed", flush=True)
     saved["leakage_recomputed"] = True
@@ -397,7 +419,7 @@ def _table(
                 "accuracy at naming the patient behind the held-out 20 % of candidates (chance "
                 f"{_f(rec['chance_accuracy'])}): {per}."
             )
-    first = next(iter(results.values()))["metrics"]
+    first = (results.get("linear") or next(iter(results.values())))["metrics"]
     real = first["utility"]["mean"].get("real", {}).get("accuracy")
     return (
         f"## Privacy losses of the walk ({args.benchmark.upper()}): phantom {kind} (default size), generator "

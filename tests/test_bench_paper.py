@@ -72,6 +72,10 @@ def test_bench_paper_quick_runs_every_row_and_writes_the_table(tmp_path):
         assert row["metrics"]["leakage"] == again["rows"][key]["metrics"]["leakage"]
     assert "Resumed: the rows" in (pl / "table.md").read_text()
     assert "recomputed with `--leakage-only` in that run" in (pl / "table.md").read_text()
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_privacy_losses.py"), "--benchmark", "tb",
+                           "--quick", "--source", str(out), "--out", str(pl), "--device", "cpu", "--rows", "ksame"],
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 2 and "unknown row(s) ['ksame']" in done.stderr
 
 
 def test_gate_audit_quick_fills_every_gate_row(tmp_path):
