@@ -51,7 +51,7 @@ NAMES = {
     "mi": "PLAN, plug-in MI (IRENE)",
     "verification": "PLAN, verification hinge",
     "hsic": "PLAN, HSIC",
-    "kl_uniform_adversarial": "PLAN, KL-uniform, {rounds} adversarial round(s)",
+    "kl_uniform_adversarial": "PLAN, KL-uniform, {rounds} adversarial round{s}",
 }
 ADVERSARIAL = "kl_uniform_adversarial"  # the row of --adversarial-rounds: Feutry's idea applied to the walk
 FULL = dict(per_label=100, optim_steps=100, eval_epochs=15, seeds=(0, 1, 2), mia_epochs=60, mia_shadows=4,
@@ -238,22 +238,40 @@ def main() -> None:
 
     wall = round(time.perf_counter() - started, 1)
     calibration = {"paths": paths, "batch": per_item}
-    kept = [NAMES[k].format(rounds=r.get("adversarial_rounds", 0)) for k, r in results.items() if r.get("carried")]
+    kept = [_name(k, r) for k, r in results.items() if r.get("carried")]
     note = (f"Resumed: the rows {', '.join(kept)} come from an earlier run (sets and evaluations with the same "
-            "settings reused); the wall time is this run's. " if kept else "")  # fmt: skip
-    recomputed = bool(earlier_run.get("leakage_recomputed")) and bool(from_record)
-    if recomputed:  # the rows carried from that run's record hold its --leakage-only columns
-        note += "Their leakage columns were recomputed with `--leakage-only` in that run. "
-    # a run from before the calibration walked generate's batches walked all its paths as one batch
+            "settings reused). " if kept else "")  # fmt: skip
+    carried = [k for k in results if k in from_record]  # in the table's order
+    for key in carried:  # a record from before the per-row flag: its flag covers the rows that run did not run
+        ran_then = earlier.get(key, {}).get("carried") is False
+        results[key].setdefault("leakage_recomputed", bool(earlier_run.get("leakage_recomputed")) and not ran_then)
+    recomputed = [_name(k, results[k]) for k in carried if results[k]["leakage_recomputed"]]
+    if recomputed:
+        note += f"The leakage columns of {', '.join(recomputed)} were recomputed with `--leakage-only`. "
+    # a record from before the per-row calibration: its run's (before generate's batches: all paths as one batch)
     was = earlier_run.get("calibration") or {"paths": sizes["calibration_paths"], "batch": None}
-    if from_record and (was != calibration or earlier_run.get("weights") != weights):
-        walked = "one batch" if was.get("batch") is None else f"batches of {was['batch']}"
-        note += (f"Their privacy weights are that run's, calibrated on {was.get('paths')} endpoint pairs walked in "
-                 f"{walked}; the calibration below is this run's. ")  # fmt: skip
+    for key, row in results.items():
+        row.setdefault("calibration", was if key in from_record else calibration)
+    calibrated = [k for k, r in results.items() if k not in ("linear", "kl_uniform", ADVERSARIAL)]  # not KL: 0.1
+    for cal in {json.dumps(results[k]["calibration"], sort_keys=True) for k in calibrated}:
+        if json.loads(cal) == calibration:
+            continue
+        names = [
+            _name(k, results[k]) for k in calibrated if json.dumps(results[k]["calibration"], sort_keys=True) == cal
+        ]
+        cal = json.loads(cal)
+        walked = "one batch" if cal.get("batch") is None else f"batches of {cal['batch']}"
+        note += (f"The privacy weights of {', '.join(names)} were calibrated by their run on {cal.get('paths')} "
+                 f"endpoint pairs walked in {walked}; the calibration below is this run's. ")  # fmt: skip
+    if results and len(from_record) == len(results):  # no row ran: the table is re-rendered
+        wall = earlier_run.get("wall_seconds", wall)
+        note += "No row ran in this run (the table re-rendered); the wall time is that of the run before. "
+    elif kept:
+        note += "The wall time is this run's. "
     body = _table(args, results, weights, norms, calib_s, wall, kind, note, calibration=calibration)
     (out / "table.md").write_text(body + "\n")
     record = {"rows": results, "weights": weights, "grad_norms": norms, "calibration_seconds": calib_s,
-              "calibration": calibration, "wall_seconds": wall, "leakage_recomputed": recomputed}  # fmt: skip
+              "calibration": calibration, "wall_seconds": wall, "leakage_recomputed": bool(recomputed)}  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(record, indent=2))
     print(body)
     if not (args.quick or args.no_record):
@@ -334,6 +352,7 @@ def _leakage_only(args: Any, sizes: dict, kind: str, losses: list[str]) -> None:
         row_dir = out / "rows" / key
         cfg = _eval_config(args, sizes, source / "guides", row_dir / "private", key == "linear")
         row["metrics"]["leakage"] = leakage_of(source / "data", row_dir / "synthetic", cfg)
+        row["leakage_recomputed"] = True
         print(f"  row {key}: leakage recomputed", flush=True)
     saved["leakage_recomputed"] = True
     note = (
@@ -353,6 +372,88 @@ def _leakage_only(args: Any, sizes: dict, kind: str, losses: list[str]) -> None:
 
         cmd = "python benchmarks/bench_privacy_losses.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         write_section(f"privacy-losses-{args.benchmark}", body, cmd=cmd)
+
+
+def _name(key: str, row: dict[str, Any]) -> str:
+    """The row's name in the table (the adversarial row with its number of rounds)."""
+    rounds = row.get("adversarial_rounds", 0)
+    return NAMES[key].format(rounds=rounds, s="" if rounds == 1 else "s")
+
+
+Z95 = 1.96  # two-sided 95 %
+
+
+def dominance(ref: dict[str, Any], row: dict[str, Any]) -> tuple[bool, str]:
+    """``(dominates, why)``: does ``row`` dominate the reference row (KL-uniform) on privacy at equal utility?
+
+    Equal utility: the row's mean TSTR accuracy is at least the reference's minus the larger of their standard
+    deviations over seeds. Privacy, each lower = better: the independent verifier's match rate on the set (a
+    two-proportion z-test: better when z >= 1.96, worse when z <= -1.96), the ground-truth leak fraction (the same
+    test) and the leakage MI (better when the row's 95 % CI lies wholly below the reference's point estimate, worse
+    when wholly above). Dominates = equal utility, worse on no privacy figure, better on at least one.
+    """
+
+    def acc(r: dict) -> tuple[float, float]:
+        u = r["metrics"]["utility"]
+        return u["mean"]["synthetic"]["accuracy"], u["std"].get("synthetic", {}).get("accuracy") or 0.0
+
+    def rate(r: dict, figure: str, field: str) -> tuple[float, int]:
+        f = r["metrics"].get(figure, {}).get("synthetic", {})
+        return f.get(field), int(f.get("images") or 0)
+
+    def z_lower(a: tuple[float, int], b: tuple[float, int]) -> float:  # z of "b's rate is below a's"
+        (pa, na), (pb, nb) = a, b
+        pool = (pa * na + pb * nb) / (na + nb)
+        se = (pool * (1 - pool) * (1 / na + 1 / nb)) ** 0.5
+        return 0.0 if se == 0 else (pa - pb) / se
+
+    (a_ref, s_ref), (a_row, s_row) = acc(ref), acc(row)
+    if a_row < a_ref - max(s_ref, s_row):
+        return False, f"lower utility ({100 * a_row:.1f} % vs {100 * a_ref:.1f} %)"
+    better, worse = [], []
+    for figure, field, label in (("verification", "match_rate", "verifier match rate"),
+                                 ("ground_truth", "leak_fraction", "ground-truth leakage")):  # fmt: skip
+        a, b = rate(ref, figure, field), rate(row, figure, field)
+        if a[0] is None or b[0] is None or not (a[1] and b[1]):
+            continue
+        z = z_lower(a, b)
+        if z >= Z95:
+            better.append(f"{label} {b[0]:.3f} vs {a[0]:.3f} (z {z:.1f})")
+        elif z <= -Z95:
+            worse.append(f"{label} {b[0]:.3f} vs {a[0]:.3f} (z {z:.1f})")
+    mi_ref = ref["metrics"].get("leakage", {}).get("mi", {}).get("soft", {})
+    mi_row = row["metrics"].get("leakage", {}).get("mi", {}).get("soft", {})
+    lo, hi = mi_row.get("ci95") or (None, None)
+    if mi_ref.get("mi") is not None and lo is not None:
+        if hi < mi_ref["mi"]:
+            better.append(f"leakage MI {mi_row['mi']:.4f} [CI {lo:.4f}, {hi:.4f}] vs {mi_ref['mi']:.4f}")
+        elif lo > mi_ref["mi"]:
+            worse.append(f"leakage MI {mi_row['mi']:.4f} [CI {lo:.4f}, {hi:.4f}] vs {mi_ref['mi']:.4f}")
+    if worse:
+        return False, "worse on " + "; ".join(worse)
+    if better:
+        return True, "better on " + "; ".join(better)
+    return False, "no privacy figure differs beyond its noise"
+
+
+def recommendation(results: dict[str, Any]) -> str:
+    """The table's recommendation, from :func:`dominance` of every PLAN row against KL-uniform."""
+    ref = results.get("kl_uniform")
+    if ref is None:
+        return ""
+    verdicts = {k: dominance(ref, r) for k, r in results.items() if k not in ("linear", "kl_uniform")}
+    lines = [f"{_name(k, results[k])}: {'dominates' if ok else 'does not dominate'} ({why})"
+             for k, (ok, why) in verdicts.items()]  # fmt: skip
+    winners = [_name(k, results[k]) for k, (ok, _) in verdicts.items() if ok]
+    head = (
+        "**Recommendation** (scripted: a row dominates KL-uniform when its TSTR accuracy is within the larger seed "
+        "std of KL-uniform's, no privacy figure is worse and one is better — verifier match rate and ground-truth "
+        "leakage by a two-proportion z-test at 1.96, leakage MI by its 95 % CI against KL-uniform's estimate): "
+    )
+    if winners:
+        return head + f"use {' or '.join(winners)} over KL-uniform on this benchmark. " + "; ".join(lines) + "."
+    return (head + "no row dominates KL-uniform on this benchmark, so KL-uniform, PLAN's reference, stays the "
+            "default. " + "; ".join(lines) + ".")  # fmt: skip
 
 
 def _f(x: Any, digits: int = 3) -> str:
@@ -390,7 +491,7 @@ def _table(
         mi, hs = lk.get("mi", {}).get("soft", {}), lk.get("hsic", {})
         ci = mi.get("ci95") or [None, None]
         cells = [
-            NAMES[key].format(rounds=r.get("adversarial_rounds", 0)),
+            _name(key, r),
             "–" if r["weights"] is None else f"{r['weights'][0]:.3g}",
             str(r["images"]),
             "–" if acc is None else f"{100 * acc:.1f} ± {100 * (sd or 0):.1f}",
@@ -412,7 +513,7 @@ def _table(
                 for x in rec["per_round"]
             )
             adversarial += (
-                f" {NAMES[key].format(rounds=rec['rounds'])}: before the final walk, each round walked candidates "
+                f" {_name(key, r)}: before the final walk, each round walked candidates "
                 f"against the current attacker and fine-tuned a copy of it ({rec['epochs']} epochs) on the real "
                 "training images plus the candidates of 80 % of the paths, labelled with the patients behind them; "
                 "the final walk steers against the last attacker (the gates keep the guides). The attacker's "
@@ -442,6 +543,8 @@ def _table(
         + adversarial
         + "\n\n"
         + "\n".join(lines)
+        + "\n\n"
+        + recommendation(results)
     )
 
 

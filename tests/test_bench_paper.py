@@ -40,7 +40,7 @@ def test_bench_paper_quick_runs_every_row_and_writes_the_table(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     table = (pl / "table.md").read_text()
     for row in ("Linear (no privacy term)", "PLAN, KL-uniform (reference)", "PLAN, plug-in MI (IRENE)",
-                "PLAN, verification hinge", "PLAN, HSIC", "PLAN, KL-uniform, 1 adversarial round(s)"):  # fmt: skip
+                "PLAN, verification hinge", "PLAN, HSIC", "PLAN, KL-uniform, 1 adversarial round"):  # fmt: skip
         assert f"| {row} |" in table, row
     rows = json.loads((pl / "metrics.json").read_text())["rows"]
     adversarial = rows["kl_uniform_adversarial"]["adversarial"]  # generate's record of the round
@@ -71,7 +71,7 @@ def test_bench_paper_quick_runs_every_row_and_writes_the_table(tmp_path):
     for key, row in resumed.items():  # the recomputed leakage is carried over, not the evaluation folder's
         assert row["metrics"]["leakage"] == again["rows"][key]["metrics"]["leakage"]
     assert "Resumed: the rows" in (pl / "table.md").read_text()
-    assert "recomputed with `--leakage-only` in that run" in (pl / "table.md").read_text()
+    assert "were recomputed with `--leakage-only`" in (pl / "table.md").read_text()
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_privacy_losses.py"), "--benchmark", "tb",
                            "--quick", "--source", str(out), "--out", str(pl), "--device", "cpu", "--rows", "ksame"],
                           env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
@@ -92,3 +92,29 @@ def test_gate_audit_quick_fills_every_gate_row(tmp_path):
     for name in planted:
         assert len(raw["verifier"]["1"][name]) == 6
     assert "| verifier |" in done.stdout and "false rejections" in done.stdout
+
+
+def _row(acc: float, std: float, match: float, leak: float, mi: float, ci: tuple[float, float]) -> dict:
+    return {"metrics": {"utility": {"mean": {"synthetic": {"accuracy": acc}}, "std": {"synthetic": {"accuracy": std}}},
+                        "verification": {"synthetic": {"match_rate": match, "images": 200}},
+                        "ground_truth": {"synthetic": {"leak_fraction": leak, "images": 200}},
+                        "leakage": {"mi": {"soft": {"mi": mi, "ci95": list(ci)}}}}}  # fmt: skip
+
+
+def test_privacy_losses_recommendation_names_only_a_row_that_dominates_kl_uniform():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    sys.path.insert(0, str(REPO / "scripts"))
+    import bench_privacy_losses as bench
+
+    ref = _row(0.89, 0.01, 0.205, 0.0, 0.2256, (0.18, 0.27))
+    better = _row(0.885, 0.02, 0.100, 0.0, 0.2200, (0.17, 0.26))  # verifier far lower (z 2.9), utility within std
+    assert bench.dominance(ref, better)[0]
+    assert not bench.dominance(ref, _row(0.80, 0.02, 0.100, 0.0, 0.22, (0.17, 0.26)))[0]  # utility lost
+    noise = _row(0.89, 0.01, 0.190, 0.0, 0.2184, (0.17, 0.25))  # the TB adversarial row: within the noise
+    assert bench.dominance(ref, noise) == (False, "no privacy figure differs beyond its noise")
+    mixed = _row(0.89, 0.01, 0.100, 0.0, 0.30, (0.28, 0.33))  # verifier better, MI's CI wholly above the reference
+    ok, why = bench.dominance(ref, mixed)
+    assert not ok and why.startswith("worse on leakage MI")
+    text = bench.recommendation({"linear": ref, "kl_uniform": ref, "mi": better, "hsic": noise})
+    assert "use PLAN, plug-in MI (IRENE) over KL-uniform" in text and "PLAN, HSIC: does not dominate" in text
+    assert "no row dominates" in bench.recommendation({"kl_uniform": ref, "hsic": noise})
