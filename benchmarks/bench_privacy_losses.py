@@ -194,6 +194,7 @@ def main() -> None:
     calib_s = round(time.perf_counter() - t0, 1)
     print("privacy weights (equal gradient norm to KL-uniform at 0.1):", json.dumps(weights), flush=True)
 
+    calibration = {"paths": paths, "batch": per_item}
     rows: list[tuple[str, str, dict[str, Any]]] = [("linear", "linear", {})]
     rows += [(loss, "plan", {"privacy_loss": loss, "weights": [weights[loss], 1.0, 1.0]}) for loss in losses]
     if args.adversarial_rounds > 0:
@@ -202,14 +203,19 @@ def main() -> None:
     results: dict[str, Any] = {}
     earlier_run = _earlier_run(out) if args.resume or args.rows is not None else {}
     earlier = earlier_run.get("rows") or {}
+    if not chosen and not earlier:
+        parser.error(f"--rows names no row and {out / 'metrics.json'} holds no table to re-render")
     from_record: set[str] = set()  # rows carried from that run's record
+    listed = {key for key, _, _ in rows}
+    rows += [(key, "", {}) for key in earlier if key not in listed]  # an earlier table's rows this run does not list
     for key, method, extra in rows:
-        if key not in chosen:  # not asked for: the earlier run's row, when it has one
+        row_dir = out / "rows" / key
+        if key not in chosen or key not in listed:  # not asked for: the earlier run's row, when it has one
             if key in earlier:
-                results[key] = {**earlier[key], "carried": True}
+                ecfg = _eval_config(args, sizes, guides_dir, row_dir / "private", key == "linear")
+                results[key] = _checked_carry(key, earlier[key], ecfg, row_dir / "synthetic")
                 from_record.add(key)
             continue
-        row_dir = out / "rows" / key
         gcfg = GenerateConfig.from_dict(dict(
             gan=spec, guides=str(guides_dir), data=str(data_dir), latents=str(latents), method=method,
             per_label=sizes["per_label"], optim_steps=sizes["optim_steps"], gate_threshold=0.0, label_gate=False,
@@ -219,7 +225,7 @@ def main() -> None:
         gen = generate(gcfg, row_dir / "synthetic", overwrite=not args.resume, private_dir=row_dir / "private")
         gen_s = time.perf_counter() - t0
         ecfg = _eval_config(args, sizes, guides_dir, row_dir / "private", key == "linear")
-        carried, metrics = _finished_row(row_dir / "evaluation", ecfg, earlier.get(key), gen.already_done)
+        carried, metrics = _finished_row(row_dir, ecfg, earlier.get(key), gen.already_done)
         if carried is not None:  # --resume: the earlier run's record of this finished row
             results[key] = carried
             from_record.add(key)
@@ -230,14 +236,18 @@ def main() -> None:
             metrics = evaluate(data_dir, row_dir / "synthetic", row_dir / "evaluation", ecfg, overwrite=True).metrics
         images = sum(gen.written.values())
         results[key] = {"metrics": metrics, "images": images, "generate_seconds": round(gen_s, 1),
-                        "reused": bool(gen.already_done), "carried": from_folder,
+                        "reused": bool(gen.already_done), "carried": from_folder, "leakage_recomputed": False,
+                        "set_fingerprint": _run_record(row_dir / "synthetic").get("fingerprint"),
+                        "paths": _paths(row_dir / "synthetic"), "calibration": calibration,
                         "weights": extra.get("weights"),
                         "adversarial_rounds": extra.get("adversarial_rounds", 0),
                         "adversarial": _run_record(row_dir / "synthetic").get("adversarial")}  # fmt: skip
         print(f"  row {key}: {time.perf_counter() - t0:.0f}s", flush=True)
 
     wall = round(time.perf_counter() - started, 1)
-    calibration = {"paths": paths, "batch": per_item}
+    for key, row in results.items():  # rows recorded before paths were counted: from their set, when on disk
+        if row.get("paths") is None:
+            row["paths"] = _paths(out / "rows" / key / "synthetic")
     kept = [_name(k, r) for k, r in results.items() if r.get("carried")]
     note = (f"Resumed: the rows {', '.join(kept)} come from an earlier run (sets and evaluations with the same "
             "settings reused). " if kept else "")  # fmt: skip
@@ -253,7 +263,7 @@ def main() -> None:
     for key, row in results.items():
         row.setdefault("calibration", was if key in from_record else calibration)
     calibrated = [k for k, r in results.items() if k not in ("linear", "kl_uniform", ADVERSARIAL)]  # not KL: 0.1
-    for cal in {json.dumps(results[k]["calibration"], sort_keys=True) for k in calibrated}:
+    for cal in sorted({json.dumps(results[k]["calibration"], sort_keys=True) for k in calibrated}):
         if json.loads(cal) == calibration:
             continue
         names = [
@@ -305,27 +315,69 @@ def _earlier_run(out: Path) -> dict[str, Any]:
         return {}
 
 
+def _evaluated_as(ecfg: Any) -> dict[str, Any]:
+    """``ecfg`` as ``evaluate`` records it in ``metrics.json`` (paths redacted)."""
+    return json.loads(json.dumps({**ecfg.to_dict(), "guides": "<given>" if ecfg.guides else None,
+                                  "private": "<given>" if ecfg.private else None}))  # fmt: skip
+
+
+def _same_set(row: dict[str, Any], set_dir: Path, evaluation: Path | None = None) -> bool:
+    """Was ``row`` (a record, or ``evaluation``'s folder) evaluated on the set now in ``set_dir``? By the set's
+    fingerprint where the record has it; else the evaluation must be newer than the set's ``run.json`` (a set
+    regenerated after it, e.g. by a run killed during its evaluation, makes it stale). No set on disk (a fresh
+    clone holds only the records): trusted."""
+    run = set_dir / "run.json"
+    if not run.is_file():
+        return True
+    if row.get("set_fingerprint"):
+        return row["set_fingerprint"] == _run_record(set_dir).get("fingerprint")
+    if evaluation is None or not (evaluation / "metrics.json").is_file():
+        return True
+    return (evaluation / "metrics.json").stat().st_mtime >= run.stat().st_mtime
+
+
+def _checked_carry(key: str, row: dict[str, Any], ecfg: Any, set_dir: Path) -> dict[str, Any]:
+    """An earlier table's row carried without running it: refused (exit) unless it was evaluated with ``ecfg``'s
+    settings on the set now in ``set_dir``."""
+    if row.get("metrics", {}).get("config") != _evaluated_as(ecfg) or not _same_set(row, set_dir):
+        sys.exit(f"error: row {key} of the earlier table was evaluated with other settings or on another set; "
+                 f"name it in --rows to run it again")  # fmt: skip
+    return {**row, "carried": True}
+
+
+def _paths(set_dir: Path) -> int | None:
+    """Distinct paths in a set's manifest (``None`` without one): the images of one path are not independent."""
+    import csv
+
+    try:
+        with (set_dir / "manifest.csv").open(newline="") as f:
+            return len({(r.get("seed"), r.get("path_id")) for r in csv.DictReader(f)}) or None
+    except OSError:
+        return None
+
+
 def _finished_row(
-    folder: Path, ecfg: Any, earlier: dict[str, Any] | None, set_reused: bool
+    row_dir: Path, ecfg: Any, earlier: dict[str, Any] | None, set_reused: bool
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """``(row, metrics)`` of a row whose set ``--resume`` reused: ``(None, None)`` when its evaluation must run.
 
-    The evaluation in ``folder`` counts as finished when it ran with ``ecfg`` (as ``evaluate`` records its config,
-    paths redacted). Then ``row`` is the earlier run's record of the row (its ``metrics.json``: it may hold leakage
-    recomputed by ``--leakage-only``, and the row's generate time) when that matches too, else ``None`` and
-    ``metrics`` the folder's own (a run stopped before its table).
+    The evaluation in ``row_dir/evaluation`` counts as finished when it ran with ``ecfg`` (as ``evaluate`` records
+    its config, paths redacted) on the set now in ``row_dir/synthetic`` (:func:`_same_set`). Then ``row`` is the
+    earlier run's record of the row (its ``metrics.json``: it may hold leakage recomputed by ``--leakage-only``, and
+    the row's generate time) when that matches too, else ``None`` and ``metrics`` the folder's own (a run stopped
+    before its table).
     """
     if not set_reused:
         return None, None
-    want = json.loads(json.dumps({**ecfg.to_dict(), "guides": "<given>" if ecfg.guides else None,
-                                  "private": "<given>" if ecfg.private else None}))  # fmt: skip
+    folder, set_dir = row_dir / "evaluation", row_dir / "synthetic"
+    want = _evaluated_as(ecfg)
     try:
         metrics = json.loads((folder / "metrics.json").read_text())
     except (OSError, ValueError):
         return None, None
-    if metrics.get("config") != want:
+    if metrics.get("config") != want or not _same_set({}, set_dir, folder):
         return None, None
-    if earlier and earlier.get("metrics", {}).get("config") == want:
+    if earlier and earlier.get("metrics", {}).get("config") == want and _same_set(earlier, set_dir, folder):
         return {**earlier, "carried": True}, metrics
     return None, metrics
 
@@ -380,26 +432,29 @@ def _name(key: str, row: dict[str, Any]) -> str:
     return NAMES[key].format(rounds=rounds, s="" if rounds == 1 else "s")
 
 
-Z95 = 1.96  # two-sided 95 %
+Z_FAMILY = 2.394  # two-sided 5 % over the three privacy figures of a row (Bonferroni: 0.05 / 3)
 
 
 def dominance(ref: dict[str, Any], row: dict[str, Any]) -> tuple[bool, str]:
     """``(dominates, why)``: does ``row`` dominate the reference row (KL-uniform) on privacy at equal utility?
 
     Equal utility: the row's mean TSTR accuracy is at least the reference's minus the larger of their standard
-    deviations over seeds. Privacy, each lower = better: the independent verifier's match rate on the set (a
-    two-proportion z-test: better when z >= 1.96, worse when z <= -1.96), the ground-truth leak fraction (the same
-    test) and the leakage MI (better when the row's 95 % CI lies wholly below the reference's point estimate, worse
-    when wholly above). Dominates = equal utility, worse on no privacy figure, better on at least one.
+    deviations over seeds. Privacy, each lower = better, each tested at |z| >= 2.394 (5 % two-sided over the three
+    figures, Bonferroni): the independent verifier's match rate on the set and the ground-truth leak fraction by a
+    two-proportion z-test with one observation per *path* (``paths``; the images of a path share its endpoints'
+    patients and are not independent, so this is conservative; the image count where paths are unknown), and the
+    leakage MI by the difference of the two estimates over the combined standard error read off their 95 % CIs.
+    Dominates = equal utility, worse on no privacy figure, better on at least one.
     """
 
-    def acc(r: dict) -> tuple[float, float]:
-        u = r["metrics"]["utility"]
-        return u["mean"]["synthetic"]["accuracy"], u["std"].get("synthetic", {}).get("accuracy") or 0.0
+    def acc(r: dict) -> tuple[float | None, float]:
+        u = r["metrics"].get("utility", {})
+        mean = u.get("mean", {}).get("synthetic", {}).get("accuracy")
+        return mean, u.get("std", {}).get("synthetic", {}).get("accuracy") or 0.0
 
-    def rate(r: dict, figure: str, field: str) -> tuple[float, int]:
+    def rate(r: dict, figure: str, field: str) -> tuple[float | None, int]:
         f = r["metrics"].get(figure, {}).get("synthetic", {})
-        return f.get(field), int(f.get("images") or 0)
+        return f.get(field), int(r.get("paths") or f.get("images") or 0)
 
     def z_lower(a: tuple[float, int], b: tuple[float, int]) -> float:  # z of "b's rate is below a's"
         (pa, na), (pb, nb) = a, b
@@ -408,6 +463,8 @@ def dominance(ref: dict[str, Any], row: dict[str, Any]) -> tuple[bool, str]:
         return 0.0 if se == 0 else (pa - pb) / se
 
     (a_ref, s_ref), (a_row, s_row) = acc(ref), acc(row)
+    if a_ref is None or a_row is None:
+        return False, "no utility figure"
     if a_row < a_ref - max(s_ref, s_row):
         return False, f"lower utility ({100 * a_row:.1f} % vs {100 * a_ref:.1f} %)"
     better, worse = [], []
@@ -417,18 +474,21 @@ def dominance(ref: dict[str, Any], row: dict[str, Any]) -> tuple[bool, str]:
         if a[0] is None or b[0] is None or not (a[1] and b[1]):
             continue
         z = z_lower(a, b)
-        if z >= Z95:
-            better.append(f"{label} {b[0]:.3f} vs {a[0]:.3f} (z {z:.1f})")
-        elif z <= -Z95:
-            worse.append(f"{label} {b[0]:.3f} vs {a[0]:.3f} (z {z:.1f})")
+        text = f"{label} {b[0]:.3f} vs {a[0]:.3f} (z {z:.1f}, {b[1]} vs {a[1]} paths)"
+        if z >= Z_FAMILY:
+            better.append(text)
+        elif z <= -Z_FAMILY:
+            worse.append(text)
     mi_ref = ref["metrics"].get("leakage", {}).get("mi", {}).get("soft", {})
     mi_row = row["metrics"].get("leakage", {}).get("mi", {}).get("soft", {})
-    lo, hi = mi_row.get("ci95") or (None, None)
-    if mi_ref.get("mi") is not None and lo is not None:
-        if hi < mi_ref["mi"]:
-            better.append(f"leakage MI {mi_row['mi']:.4f} [CI {lo:.4f}, {hi:.4f}] vs {mi_ref['mi']:.4f}")
-        elif lo > mi_ref["mi"]:
-            worse.append(f"leakage MI {mi_row['mi']:.4f} [CI {lo:.4f}, {hi:.4f}] vs {mi_ref['mi']:.4f}")
+    if None not in (mi_ref.get("mi"), mi_row.get("mi")) and mi_ref.get("ci95") and mi_row.get("ci95"):
+        se = sum(((hi - lo) / 3.92) ** 2 for lo, hi in (mi_ref["ci95"], mi_row["ci95"])) ** 0.5
+        z = 0.0 if se == 0 else (mi_ref["mi"] - mi_row["mi"]) / se
+        text = f"leakage MI {mi_row['mi']:.4f} vs {mi_ref['mi']:.4f} (z {z:.1f})"
+        if z >= Z_FAMILY:
+            better.append(text)
+        elif z <= -Z_FAMILY:
+            worse.append(text)
     if worse:
         return False, "worse on " + "; ".join(worse)
     if better:
@@ -447,8 +507,10 @@ def recommendation(results: dict[str, Any]) -> str:
     winners = [_name(k, results[k]) for k, (ok, _) in verdicts.items() if ok]
     head = (
         "**Recommendation** (scripted: a row dominates KL-uniform when its TSTR accuracy is within the larger seed "
-        "std of KL-uniform's, no privacy figure is worse and one is better — verifier match rate and ground-truth "
-        "leakage by a two-proportion z-test at 1.96, leakage MI by its 95 % CI against KL-uniform's estimate): "
+        "std of KL-uniform's, no privacy figure is worse and one is better, each tested at |z| >= 2.39 (5 % over "
+        "three figures, Bonferroni) — verifier match rate and ground-truth leakage by a two-proportion z-test with "
+        "one observation per path (conservative: a path's images share its endpoints), leakage MI by the "
+        "difference over the standard error read off both CIs): "
     )
     if winners:
         return head + f"use {' or '.join(winners)} over KL-uniform on this benchmark. " + "; ".join(lines) + "."
