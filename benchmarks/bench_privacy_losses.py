@@ -248,6 +248,9 @@ def main() -> None:
     for key, row in results.items():  # rows recorded before paths were counted: from their set, when on disk
         if row.get("paths") is None:
             row["paths"] = _paths(out / "rows" / key / "synthetic")
+        if row.get("set_seconds") is None:  # the generate run that wrote the set (a reused set's own time)
+            execution = _run_record(out / "rows" / key / "synthetic").get("execution", {})
+            row["set_seconds"], row["set_resumed"] = execution.get("seconds"), bool(execution.get("resumed"))
     kept = [_name(k, r) for k, r in results.items() if r.get("carried")]
     note = (f"Resumed: the rows {', '.join(kept)} come from an earlier run (sets and evaluations with the same "
             "settings reused). " if kept else "")  # fmt: skip
@@ -274,8 +277,8 @@ def main() -> None:
         note += (f"The privacy weights of {', '.join(names)} were calibrated by their run on {cal.get('paths')} "
                  f"endpoint pairs walked in {walked}; the calibration below is this run's. ")  # fmt: skip
     if results and len(from_record) == len(results):  # no row ran: the table is re-rendered
-        wall = earlier_run.get("wall_seconds", wall)
-        note += "No row ran in this run (the table re-rendered); the wall time is that of the run before. "
+        wall = 0.0  # the rows' own times are in their column
+        note += "No row ran in this run (the table re-rendered). "
     elif kept:
         note += "The wall time is this run's. "
     body = _table(args, results, weights, norms, calib_s, wall, kind, note, calibration=calibration)
@@ -518,6 +521,15 @@ def recommendation(results: dict[str, Any]) -> str:
             "default. " + "; ".join(lines) + ".")  # fmt: skip
 
 
+def _seconds_per_image(r: dict[str, Any]) -> str:
+    """Generate's time per image: this run's call, or for a reused set the time its own run recorded (``run.json``
+    ``execution.seconds``; a resumed generate records only its last part, marked ``*``)."""
+    seconds, mark = r.get("generate_seconds"), ""
+    if r.get("reused"):
+        seconds, mark = r.get("set_seconds"), "" if not r.get("set_resumed") else "*"
+    return "–" if seconds is None else f"{seconds / max(r['images'], 1):.2f}{mark}"
+
+
 def _f(x: Any, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
@@ -562,7 +574,7 @@ def _table(
             f"{_f(mi.get('mi'), 4)} [{_f(ci[0], 4)}, {_f(ci[1], 4)}]",
             f"{_f(mi.get('null_p95'), 4)} / {_f(mi.get('p_value'))}",
             f"{_f(hs.get('hsic'), 4)} / {_f(hs.get('p_value'))}",
-            "–" if r["reused"] else f"{r['generate_seconds'] / max(r['images'], 1):.2f}",
+            _seconds_per_image(r),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     adversarial = ""
@@ -601,12 +613,9 @@ def _table(
         "the verifier's predicted patient (softmax over its scores) and the patients behind each image (the private "
         "sidecar: for `plan`/`linear`, the training patient the identity guide rates most likely at each endpoint, "
         "weighted by the path position), normalised by log K, with a bootstrap 95 % CI and a permutation null "
-        "(95th percentile, p-value); HSIC with its permutation p-value. Time per image on a shared 2-core CPU."
-        + adversarial
-        + "\n\n"
-        + "\n".join(lines)
-        + "\n\n"
-        + recommendation(results)
+        "(95th percentile, p-value); HSIC with its permutation p-value. Time per image on a shared 2-core CPU (a "
+        "set reused from an earlier run: that run's time from its run.json; * a resumed run, whose run.json holds "
+        "its last part only)." + adversarial + "\n\n" + "\n".join(lines) + "\n\n" + recommendation(results)
     )
 
 
