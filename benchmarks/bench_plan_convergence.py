@@ -15,7 +15,7 @@ the order listed), the objective the walks reach — PLAN's reference objective 
 the final paths (:func:`latentwalk.paths.path_objective`, summed over paths), relative to today's defaults — and the
 gate pass rate of the written points (``generate``'s identity gate and label gate on the uint8 images it would
 write). A variant is acceptable when its objective is at most 2 % above today's, and so are the two terms the walk
-exists to lower, privacy (KL) and class (CE; a term walked near zero may also be within 0.01 per path) — the total
+exists to lower, privacy (KL) and class (CE; walked near zero, it may also be within 0.002 per path) — the total
 alone would accept the linear start (first row), where equidistance offsets the other terms — and its gate pass rate
 is equal (here: no lower by more than one image per work item). ``--guide-epochs`` trains the guides longer (default
 5; the demo and the paper tables train 30), so that the identity guide sees the patients the walk steers away from;
@@ -70,7 +70,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
 ]
 QUICK_VARIANTS = [VARIANTS[0], VARIANTS[3], VARIANTS[5], VARIANTS[8], VARIANTS[12]]
 OBJECTIVE_TOL = 0.02  # acceptable: objective at most 2 % above today's
-TERM_FLOOR = 0.01  # per path: a term walked near zero may differ by this much (class CE 0.01 ~ 1 % probability)
+CLASS_FLOOR = 0.002  # per path: a class CE walked near zero may differ by this much (~0.2 % probability)
 
 
 def gate_pass(ctx: Any, ws: torch.Tensor, label: int) -> tuple[int, int]:
@@ -204,8 +204,8 @@ def main() -> None:
     for f in [dict(name="linear start (0 steps, no PLAN)", **start)] + figures:
         rate = images / f["seconds"]
         rel = f["objective"] / ref["objective"] - 1
-        ok = (rel <= OBJECTIVE_TOL and all(f[t] <= ref[t] * (1 + OBJECTIVE_TOL) + TERM_FLOOR * n_paths
-                                           for t in ("privacy", "class"))
+        ok = (rel <= OBJECTIVE_TOL and f["privacy"] <= ref["privacy"] * (1 + OBJECTIVE_TOL)
+              and f["class"] <= ref["class"] * (1 + OBJECTIVE_TOL) + CLASS_FLOOR * n_paths
               and f["passed"] >= ref["passed"] - len(work))  # fmt: skip
         if ok and (knee is None or rate > knee[1]):
             knee = (f["name"], rate)
@@ -228,8 +228,8 @@ def main() -> None:
         "label gates on the uint8 images it would write. The terms (unweighted, summed over paths) show what the walk "
         "trades: the total alone barely moves, since the equidistance term the walk pays for leaving the line "
         "offsets what it wins on the privacy and class terms (the linear start's total is within 2 % of today's). "
-        "Acceptable: total objective, privacy term and class term each at most 2 % above today's (the terms: or "
-        f"within {TERM_FLOOR} per path), and "
+        "Acceptable: total objective, privacy term and class term each at most 2 % above today's (the class term: "
+        f"or within {CLASS_FLOOR} per path), and "
         f"no more than one image per work item fewer passing the gates. Load average {load_before:.1f} before, "
         f"{load_after:.1f} after.\n\n" + "\n".join(rows) + "\n\n"
         + (f"Knee (the fastest acceptable variant): **{knee[0]}**, {knee[1]:.2f} images/s, "
