@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -160,6 +161,7 @@ def main() -> None:
         parser.error(f"unknown row(s) {sorted(set(chosen) - set(keys))}; expected some of {keys}")
 
     import gan_zoo
+    from gan_zoo.io import read_json_dict
     from latentwalk.devices import resolve_device
     from latentwalk.evaluate.run import evaluate
     from latentwalk.guides import load_guides
@@ -201,7 +203,7 @@ def main() -> None:
         rows.append((ADVERSARIAL, "plan", {"privacy_loss": "kl_uniform", "weights": [BASE_WEIGHT, 1.0, 1.0],
                                            "adversarial_rounds": args.adversarial_rounds}))  # fmt: skip
     results: dict[str, Any] = {}
-    earlier_run = _earlier_run(out) if args.resume or args.rows is not None else {}
+    earlier_run = (read_json_dict(out / "metrics.json") or {}) if args.resume or args.rows is not None else {}
     earlier = earlier_run.get("rows") or {}
     if not chosen and not earlier:
         parser.error(f"--rows names no row and {out / 'metrics.json'} holds no table to re-render")
@@ -234,14 +236,14 @@ def main() -> None:
         from_folder = metrics is not None
         if metrics is None:
             metrics = evaluate(data_dir, row_dir / "synthetic", row_dir / "evaluation", ecfg, overwrite=True).metrics
-        images = sum(gen.written.values())
+        images, record = sum(gen.written.values()), _run_record(row_dir / "synthetic")
         results[key] = {"metrics": metrics, "images": images, "generate_seconds": round(gen_s, 1),
                         "reused": bool(gen.already_done), "carried": from_folder, "leakage_recomputed": False,
-                        "set_fingerprint": _run_record(row_dir / "synthetic").get("fingerprint"),
+                        "set_fingerprint": record.get("fingerprint"),
                         "paths": _paths(row_dir / "synthetic"), "calibration": calibration,
                         "weights": extra.get("weights"),
                         "adversarial_rounds": extra.get("adversarial_rounds", 0),
-                        "adversarial": _run_record(row_dir / "synthetic").get("adversarial")}  # fmt: skip
+                        "adversarial": record.get("adversarial")}  # fmt: skip
         print(f"  row {key}: {time.perf_counter() - t0:.0f}s", flush=True)
 
     wall = round(time.perf_counter() - started, 1)
@@ -304,24 +306,14 @@ def _folders(args: Any) -> tuple[Path, Path]:
 
 def _run_record(folder: Path) -> dict[str, Any]:
     """The synthetic set's ``run.json`` (``{}`` when unreadable)."""
-    try:
-        return json.loads((folder / "run.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    from gan_zoo.io import read_json_dict
 
-
-def _earlier_run(out: Path) -> dict[str, Any]:
-    """An earlier run's ``metrics.json`` in ``out`` (``{}`` with none)."""
-    try:
-        return json.loads((out / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    return read_json_dict(folder / "run.json") or {}
 
 
 def _evaluated_as(ecfg: Any) -> dict[str, Any]:
-    """``ecfg`` as ``evaluate`` records it in ``metrics.json`` (paths redacted)."""
-    return json.loads(json.dumps({**ecfg.to_dict(), "guides": "<given>" if ecfg.guides else None,
-                                  "private": "<given>" if ecfg.private else None}))  # fmt: skip
+    """``ecfg`` as ``evaluate`` records it in ``metrics.json`` (read back: tuples as lists)."""
+    return json.loads(json.dumps(ecfg.recorded()))
 
 
 def _same_set(row: dict[str, Any], set_dir: Path, evaluation: Path | None = None) -> bool:
@@ -435,7 +427,8 @@ def _name(key: str, row: dict[str, Any]) -> str:
     return NAMES[key].format(rounds=rounds, s="" if rounds == 1 else "s")
 
 
-Z_FAMILY = 2.394  # two-sided 5 % over the three privacy figures of a row (Bonferroni: 0.05 / 3)
+Z_FAMILY = statistics.NormalDist().inv_cdf(1 - 0.05 / 3 / 2)  # 2.394: two-sided 5 % over a row's three privacy
+# figures (Bonferroni)
 
 
 def dominance(ref: dict[str, Any], row: dict[str, Any]) -> tuple[bool, str]:

@@ -57,6 +57,12 @@ class EvalConfig(StageConfig):
     seed: int = 0
     device: str = "auto"
 
+    def recorded(self) -> dict[str, Any]:
+        """The config as ``metrics.json`` records it: :meth:`to_dict` with the guides' and the private sidecar's
+        paths withheld (``"<given>"`` or ``None``)."""
+        return {**self.to_dict(), "guides": "<given>" if self.guides else None,
+                "private": "<given>" if self.private else None}  # fmt: skip
+
     def __post_init__(self) -> None:
         spaces = tuple(self.spaces) if isinstance(self.spaces, (list, tuple)) else None
         if not spaces or any(s not in SPACES for s in spaces):
@@ -361,8 +367,7 @@ def _evaluate(real_dir, synthetic_dir, out, cfg, walk_dir, progress, say, starte
     metrics["fidelity"] = _fidelity(data, cfg, guides, device, notes, fidelity)
 
     metrics["notes"] = notes
-    metrics["config"] = {**cfg.to_dict(), "guides": "<given>" if cfg.guides else None,
-                         "private": "<given>" if cfg.private else None}  # fmt: skip
+    metrics["config"] = cfg.recorded()
     metrics["seconds"] = round(time.perf_counter() - started, 1)
     write_report(out, metrics, data, pairs, dists, walk_dir=walk_dir)
     return metrics
