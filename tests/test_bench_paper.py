@@ -52,12 +52,19 @@ def test_bench_paper_quick_runs_every_row_and_writes_the_table(tmp_path):
         assert (pl / "rows" / name / "private" / "patients.json").is_file()
         assert not list((pl / "rows" / name / "synthetic").rglob("patients.json"))
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_privacy_losses.py"), "--benchmark", "tb",
-                           "--quick", "--source", str(out), "--out", str(pl), "--device", "cpu", "--leakage-only"],
-                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+                           "--quick", "--source", str(out), "--out", str(pl), "--device", "cpu", "--leakage-only",
+                           "--rows", "linear,mi"], env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    again = json.loads((pl / "metrics.json").read_text())
-    assert again["leakage_recomputed"] and set(again["rows"]) == set(rows)
-    assert "recomputed with `--leakage-only`" in (pl / "table.md").read_text()
+    again = json.loads((pl / "metrics.json").read_text())["rows"]
+    assert set(again) == set(rows) and {k for k, r in again.items() if r["leakage_recomputed"]} == {"linear", "mi"}
+    for key, row in again.items():  # the other rows and columns as they were
+        assert row["metrics"]["utility"] == rows[key]["metrics"]["utility"]
+        if key not in ("linear", "mi"):
+            assert row["metrics"]["leakage"] == rows[key]["metrics"]["leakage"]
+        mi = row["metrics"]["leakage"]["mi"]["soft"]
+        assert mi["ci95"][0] <= mi["mi_corrected"] <= mi["ci95"][1]
+    table = (pl / "table.md").read_text()
+    assert "The leakage columns of Linear (no privacy term), PLAN, plug-in MI (IRENE) were recomputed" in table
 
     # --resume reuses every finished set and its evaluation: the rows come back as recorded, nothing re-evaluated
     marked = json.loads((pl / "metrics.json").read_text())

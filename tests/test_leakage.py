@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentwalk.errors import DataError
+from latentwalk.errors import ConfigError, DataError
 from latentwalk.evaluate.leakage import (
     estimate_leakage,
     gaussian_kernel,
@@ -52,6 +52,19 @@ def test_mi_of_independent_patients_and_attacker_lies_within_the_null():
         assert f["mi"] <= f["null_p95"] and f["p_value"] > 0.05
         assert abs(f["excess"]) < 0.02 and f["ci95"][0] == 0.0  # the interval reaches down to no leakage
     assert r["hsic"]["p_value"] > 0.05 and abs(r["hsic"]["normalised"]) < 0.05
+
+
+def test_bias_corrected_mi_lies_in_its_interval_and_below_the_biased_plug_in():
+    # few images per patient pair: the plug-in MI of independent data sits well above 0
+    q, p, emb = _independent(60, 20, seed=4)
+    r = leakage(q.to_sparse(), p, emb, permutations=20, bootstrap=200, seed=0)
+    for name in ("soft", "hard"):
+        f = r["mi"][name]
+        assert f["mi"] > 0.1 and f["null_mean"] > 0.1  # the bias, seen by the null too
+        assert f["mi_corrected"] < f["mi"] - 0.05  # resamples repeat images and raise the plug-in further
+        assert f["ci95"][0] <= f["mi_corrected"] <= f["ci95"][1]
+    with pytest.raises(ConfigError, match="bootstrap"):
+        leakage(q.to_sparse(), p, emb, permutations=20, bootstrap=0)
 
 
 def test_mi_is_one_when_the_attacker_names_the_patient_behind_every_image():
