@@ -411,8 +411,8 @@ def _recompute_leakage(args: Any, sizes: dict, only: set[str] | None) -> None:
         cfg = _eval_config(args, sizes, source / "guides", row_dir / "private", key == "linear")
         row["metrics"]["leakage"] = leakage_of(source / "data", row_dir / "synthetic", cfg)
         row["leakage_recomputed"] = True
+        (out / "metrics.json").write_text(json.dumps(saved, indent=2))  # row by row: a crash keeps what is done
         print(f"  row {key}: leakage recomputed ({time.perf_counter() - t0:.0f}s)", flush=True)
-    (out / "metrics.json").write_text(json.dumps(saved, indent=2))
 
 
 def _name(key: str, row: dict[str, Any]) -> str:
