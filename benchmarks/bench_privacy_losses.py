@@ -513,10 +513,10 @@ def recommendation(results: dict[str, Any]) -> str:
 
 def _seconds_per_image(r: dict[str, Any]) -> str:
     """Generate's time per image: this run's call, or for a reused set the time its own run recorded (``run.json``
-    ``execution.seconds``; a resumed generate records only its last part, marked ``*``)."""
-    seconds, mark = r.get("generate_seconds"), ""
-    if r.get("reused"):
-        seconds, mark = r.get("set_seconds"), "" if not r.get("set_resumed") else "*"
+    ``execution.seconds``); marked ``*`` when the set's generate resumed items of an earlier, stopped process (this
+    run's or the recorded one), whose time neither holds."""
+    seconds = r.get("set_seconds") if r.get("reused") else r.get("generate_seconds")
+    mark = "*" if r.get("set_resumed") else ""
     return "–" if seconds is None else f"{seconds / max(r['images'], 1):.2f}{mark}"
 
 

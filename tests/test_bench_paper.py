@@ -145,3 +145,24 @@ def test_privacy_losses_recommendation_names_only_a_row_that_dominates_kl_unifor
     assert "no row dominates" in bench.recommendation({"kl_uniform": ref, "hsic": noise})
     # one observation per path: the same rates over 25 paths of 8 images are within the noise
     assert not bench.dominance({**ref, "paths": 25}, {**better, "paths": 25})[0]
+    # the corrected MI is tested when both rows have it: the same plug-ins, the row's corrected one far lower
+    with_corrected = {**mixed, "metrics": {**mixed["metrics"], "leakage": {"mi": {"soft": {
+        "mi": 0.30, "mi_corrected": 0.10, "ci95": [0.08, 0.12]}}}}}  # fmt: skip
+    ref_corrected = {**ref, "metrics": {**ref["metrics"], "leakage": {"mi": {"soft": {
+        "mi": 0.2256, "mi_corrected": 0.2250, "ci95": [0.18, 0.27]}}}}}  # fmt: skip
+    ok, why = bench.dominance(ref_corrected, with_corrected)
+    assert ok and "leakage MI, bias-corrected 0.1000 vs 0.2250" in why
+
+
+def test_privacy_losses_time_per_image_marks_a_resumed_set():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    sys.path.insert(0, str(REPO / "scripts"))
+    import bench_privacy_losses as bench
+
+    fresh = {"images": 100, "generate_seconds": 50.0, "reused": False, "set_seconds": 49.0, "set_resumed": False}
+    assert bench._seconds_per_image(fresh) == "0.50"
+    # this run finished items an earlier, stopped process had begun: its call holds only the last part
+    assert bench._seconds_per_image({**fresh, "set_resumed": True}) == "0.50*"
+    reused = {**fresh, "reused": True, "generate_seconds": 1.0}  # a finished set: its own run's time
+    assert bench._seconds_per_image(reused) == "0.49"
+    assert bench._seconds_per_image({**reused, "set_resumed": True}) == "0.49*"
