@@ -607,8 +607,13 @@ def _table(
         "in each patient pair, and the bootstrap bias-corrected estimate (the plug-in less the bias its resamples "
         "show) with its basic-bootstrap 95 % CI over paths; a permutation null "
         "(95th percentile, p-value); HSIC with its permutation p-value. Time per image on a shared 2-core CPU (a "
-        "set reused from an earlier run: that run's time from its run.json; * a resumed run, whose run.json holds "
-        "its last part only)." + adversarial + "\n\n" + "\n".join(lines) + "\n\n" + recommendation(results)
+        "set reused from an earlier run: that run's time from its run.json; * a set whose generate resumed items of "
+        "an earlier, stopped process: the time of its last part only)."
+        + adversarial
+        + "\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + recommendation(results)
     )
 
 

@@ -39,7 +39,7 @@ _DEMO_PATTERNS = ("samples.png", "synthetic.png", "walk_strip.png", "walk_distan
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of the demo; the defaults finish in about 9 minutes on 2 CPU cores (README: measured stage by stage)."""
+    """Sizes of the demo; the defaults finish in about 8 minutes on 2 CPU cores (README: measured stage by stage)."""
 
     kind: str = "cxr"
     patients: int | None = None  # phantom patients (4 images each; 70% train); None: DEFAULT_PATIENTS[kind]
