@@ -38,6 +38,8 @@ from typing import Any
 
 import torch
 
+from gan_zoo.io import read_json_dict
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -161,7 +163,6 @@ def main() -> None:
         parser.error(f"unknown row(s) {sorted(set(chosen) - set(keys))}; expected some of {keys}")
 
     import gan_zoo
-    from gan_zoo.io import read_json_dict
     from latentwalk.devices import resolve_device
     from latentwalk.evaluate.run import evaluate
     from latentwalk.guides import load_guides
@@ -307,7 +308,6 @@ def _folders(args: Any) -> tuple[Path, Path]:
 
 def _run_record(folder: Path) -> dict[str, Any]:
     """The synthetic set's ``run.json`` (``{}`` when unreadable)."""
-    from gan_zoo.io import read_json_dict
 
     return read_json_dict(folder / "run.json") or {}
 
@@ -393,7 +393,6 @@ def _recompute_leakage(args: Any, sizes: dict, only: set[str] | None) -> None:
     """Recompute the ``leakage`` of the rows of the record in ``--out`` (those in ``only``, or all) with today's
     estimator on their sets and private sidecars, flag them ``leakage_recomputed`` and save the record; the table is
     then re-rendered from it like any carried row (``--rows ''``)."""
-    from gan_zoo.io import read_json_dict
     from latentwalk.evaluate.run import leakage_of
 
     source, out = _folders(args)
@@ -433,7 +432,8 @@ def dominance(ref: dict[str, Any], row: dict[str, Any]) -> tuple[bool, str]:
     figures, Bonferroni): the independent verifier's match rate on the set and the ground-truth leak fraction by a
     two-proportion z-test with one observation per *path* (``paths``; the images of a path share its endpoints'
     patients and are not independent, so this is conservative; the image count where paths are unknown), and the
-    leakage MI by the difference of the two estimates over the combined standard error read off their 95 % CIs.
+    leakage MI by the difference of the two bias-corrected estimates (the plug-ins for a record without them) over
+    the combined standard error read off their 95 % CIs, which are around the bias-corrected estimates.
     Dominates = equal utility, worse on no privacy figure, better on at least one.
     """
 
@@ -503,7 +503,7 @@ def recommendation(results: dict[str, Any]) -> str:
         "std of KL-uniform's, no privacy figure is worse and one is better, each tested at |z| >= 2.39 (5 % over "
         "three figures, Bonferroni) — verifier match rate and ground-truth leakage by a two-proportion z-test with "
         "one observation per path (conservative: a path's images share its endpoints), leakage MI by the "
-        "difference over the standard error read off both CIs): "
+        "bias-corrected difference over the standard error read off both CIs): "
     )
     if winners:
         return head + f"use {' or '.join(winners)} over KL-uniform on this benchmark. " + "; ".join(lines) + "."
